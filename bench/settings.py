@@ -1,0 +1,109 @@
+"""One run's settings: the profile plus the user's overrides, checked once, up front."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import asdict, dataclass
+
+from bench.backend import DEVICES
+from bench.data import SOURCES
+from bench.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from model import DEFAULT_CONFIG, ModelConfig
+
+# Above this, a batch of the default model needs more memory than any machine we target; a
+# typo (32000 for 32) should fail in a second, not after minutes of swapping.
+MAX_BATCH_SIZE = 65536
+MAX_MAXLEN = 100_000
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def bounded_int(limit: int):
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"{value} is larger than the supported maximum {limit}")
+        return value
+
+    parse.__name__ = "positive_int"
+    return parse
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    profile: Profile
+    model: ModelConfig  # batch_size, maxlen and epochs live here
+    dataset: str
+    imdb_path: str | None
+    device: str
+    threads: int
+    seed: int
+    train_samples: int | None
+    test_samples: int | None
+    results_dir: str
+
+    def describe(self) -> dict:
+        """The settings as a result file records them."""
+        return {
+            "profile": self.profile.name,
+            "dataset_requested": self.dataset,
+            "device_requested": self.device,
+            "batch_size": self.model.batch_size,
+            "maxlen": self.model.maxlen,
+            "epochs": self.model.epochs,
+            "threads": self.threads,
+            "seed": self.seed,
+            "model_config": asdict(self.model),
+        }
+
+
+# (flag, argparse keywords): shared by conftest.py and `python -m bench run`.
+OPTIONS: list[tuple[str, dict]] = [
+    ("--profile", dict(choices=sorted(PROFILES), default=DEFAULT_PROFILE,
+                       help="run size: smoke (<1 min/backend), quick (default, a few min), full (keras.io run)")),
+    ("--dataset", dict(choices=SOURCES, default="auto",
+                       help="IMDB source: auto (KERASBENCH_IMDB, else Keras, else synthetic), keras, aclimdb, synthetic")),
+    ("--imdb-path", dict(default=None, help="aclImdb archive or folder (default: $KERASBENCH_IMDB)")),
+    ("--device", dict(choices=DEVICES, default="auto", help="auto takes a GPU when there is one; cpu hides GPUs")),
+    ("--batch-size", dict(type=bounded_int(MAX_BATCH_SIZE), default=None, help="override the batch size (32)")),
+    ("--maxlen", dict(type=bounded_int(MAX_MAXLEN), default=None, help="override the sequence length (200)")),
+    ("--epochs", dict(type=positive_int, default=None, help="override the profile's epochs (accuracy benchmark)")),
+    ("--train-samples", dict(type=positive_int, default=None, help="override the profile's training reviews")),
+    ("--test-samples", dict(type=positive_int, default=None, help="override the profile's validation reviews")),
+    ("--threads", dict(type=positive_int, default=None, help="CPU threads for TF and torch (default: all cores)")),
+    ("--seed", dict(type=int, default=1337, help="seed for weights, batch order and synthetic data")),
+    ("--results-dir", dict(default=None, help="where result files go (default: $KERASBENCH_RESULTS or results/)")),
+]
+
+
+def from_options(get: callable, root: str) -> RunSettings:
+    """Settings from parsed options; ``get(dest)`` returns an option's value."""
+    profile = get_profile(get("profile"))
+    overrides = {"epochs": get("epochs") or profile.epochs}
+    if get("batch_size"):
+        overrides["batch_size"] = get("batch_size")
+    if get("maxlen"):
+        overrides["maxlen"] = get("maxlen")
+    results_dir = get("results_dir") or os.environ.get("KERASBENCH_RESULTS") or os.path.join(root, "results")
+    return RunSettings(
+        profile=profile,
+        model=DEFAULT_CONFIG.replace(**overrides),
+        dataset=get("dataset"),
+        imdb_path=get("imdb_path"),
+        device=get("device"),
+        threads=get("threads") or os.cpu_count() or 1,
+        seed=get("seed"),
+        train_samples=get("train_samples") or profile.train_samples,
+        test_samples=get("test_samples") or profile.test_samples,
+        results_dir=results_dir,
+    )

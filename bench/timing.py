@@ -1,0 +1,70 @@
+"""How a step is timed: batches staged on the device first, every timed call ending in a sync.
+
+The step timed is Keras's own compiled ``train_function`` / ``predict_function``: the function
+``model.fit`` and ``model.predict`` run per batch, reached through ``train_on_batch`` and
+``predict_on_batch`` so that no private Keras API is needed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bench import backend
+
+
+def stage_batches(x: np.ndarray, y: np.ndarray, batch_size: int, count: int) -> list[tuple[Any, Any]]:
+    """The first ``count`` full batches, copied to the device before any clock starts.
+
+    Only full batches: a partial one has another shape and would retrace on JAX and TensorFlow.
+    """
+    available = len(x) // batch_size
+    if available < 1:
+        raise ValueError(f"batch size {batch_size} is larger than the {len(x)} samples available")
+    return [
+        (backend.to_device(x[i * batch_size : (i + 1) * batch_size]),
+         backend.to_device(y[i * batch_size : (i + 1) * batch_size].astype("float32")))
+        for i in range(min(count, available))
+    ]
+
+
+def train_step(model: Any, batches: list[tuple[Any, Any]]) -> Callable[[], dict]:
+    """One optimizer step per call, cycling through ``batches``; returns when the device is done."""
+    cycle = itertools.cycle(batches)
+
+    def step() -> dict:
+        x, y = next(cycle)
+        logs = model.train_on_batch(x, y, return_dict=True)
+        backend.sync()
+        return logs
+
+    return step
+
+
+def predict_step(model: Any, batches: list[tuple[Any, Any]]) -> Callable[[], np.ndarray]:
+    """One inference batch per call; returns when the device is done."""
+    cycle = itertools.cycle(batches)
+
+    def step() -> np.ndarray:
+        x, _ = next(cycle)
+        out = model.predict_on_batch(x)
+        backend.sync(out)
+        return out
+
+    return step
+
+
+def time_call(fn: Callable[[], Any]) -> float:
+    """Seconds for one call of ``fn`` (which must end in a device sync, as the steps above do)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def plain_loop(fn: Callable[[], Any], rounds: int) -> np.ndarray:
+    """``rounds`` calls timed back to back with no harness: the reference for harness overhead."""
+    return np.array([time_call(fn) for _ in range(rounds)])
