@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+UNSEEN = np.iinfo(np.int32).max - 1024  # rank of test words absent from training: always oov
 TOKENIZER_VERSION = 1  # bump when tokenize() or the ranking changes: it invalidates every cache
 
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
@@ -92,7 +93,8 @@ def _read_reviews(path: Path) -> dict[str, list[tuple[int, int, str]]]:
                 text = read().decode("utf-8", errors="replace")
                 reviews[split].append((int(polarity == "pos"), int(review_id), text))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise ArchiveError(f"the aclImdb archive at {path} is damaged or not a tar archive ({exc}).") from None
+        reason = " ".join(str(exc).split())  # tarfile's reasons span several lines
+        raise ArchiveError(f"the aclImdb archive at {path} is damaged or not a tar archive ({reason}).") from None
     for split, items in reviews.items():
         if not items:
             raise ArchiveError(
@@ -122,10 +124,9 @@ def _rank(reviews: dict[str, list[tuple[int, int, str]]]) -> RankedSplits:
     # Ties broken alphabetically so the index never depends on the reading order.
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     index = {word: rank for rank, (word, _) in enumerate(ordered, start=1)}
-    unseen = len(index) + 1  # test words never seen in training rank last, so they become oov
 
     def encode(split: str) -> list[np.ndarray]:
-        return [np.array([index.get(w, unseen) for w in review], dtype=np.int32) for review in tokens[split]]
+        return [np.array([index.get(w, UNSEEN) for w in review], dtype=np.int32) for review in tokens[split]]
 
     def labels(split: str) -> np.ndarray:
         return np.array([label for label, _, _ in reviews[split]], dtype=np.int32)
