@@ -6,6 +6,7 @@ imported (``check_backend``, ``prepare_environment``) import nothing themselves.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import os
@@ -184,7 +185,8 @@ def install_lstm_spy() -> None:
     kbackend.lstm = spy
     if name == "torch":
         try:
-            from keras.src.backend.torch import rnn as torch_rnn
+            # import_module: the package re-exports a function named `rnn` over the submodule.
+            torch_rnn = importlib.import_module("keras.src.backend.torch.rnn")
         except ImportError:
             return
         _wrap(torch_rnn, "_cudnn_lstm", "cudnn")

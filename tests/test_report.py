@@ -1,0 +1,202 @@
+"""bench.report: loading result files leniently, grouping like with like, tables, plots, the CLI."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from tests.resultfiles import make_result, write_result
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_rows(*paths):
+    runs, warnings = report.load_results(paths)
+    return report.rows_of(runs), warnings
+
+
+def test_sample_shaped_file_flattens_to_one_row_per_benchmark(tmp_path):
+    path = write_result(tmp_path, make_result("jax", train=(0.135, 0.018), predict=(0.028, 0.002), accuracy=0.49))
+    rows, warnings = load_rows(path)
+    assert warnings == []
+    by_kind = {r.kind: r for r in rows}
+    assert set(by_kind) == {"train_step", "predict_step", "accuracy"}
+    train = by_kind["train_step"]
+    assert train.median_ms == pytest.approx(135) and train.iqr_ms == pytest.approx(18)  # seconds -> ms
+    assert (train.backend, train.device, train.profile, train.dataset) == ("jax", "cpu", "quick", "synthetic")
+    assert (train.batch_size, train.maxlen, train.keras, train.backend_version) == (32, 200, "3.15.1", "1.0.0")
+    assert train.samples_per_s == pytest.approx(32 / 0.135) and train.first_step_s == 1.5
+    assert by_kind["accuracy"].final_val_accuracy == 0.49 and by_kind["accuracy"].history[0]["epoch"] == 1
+
+
+def test_mixed_profiles_and_devices_are_reported_apart(tmp_path):
+    write_result(tmp_path, make_result("jax", profile="quick"))
+    write_result(tmp_path, make_result("torch", profile="quick"))
+    write_result(tmp_path, make_result("jax", profile="smoke"))
+    write_result(tmp_path, make_result("jax", device="gpu", device_name="NVIDIA H200"))
+    write_result(tmp_path, make_result("tensorflow", batch_size=64))
+    rows, _ = load_rows(tmp_path)
+    summaries = dict(report.summarize(rows))
+    assert len(summaries) == 4
+    quick_cpu = report.GroupKey("quick", "synthetic", 32, 200, "cpu")
+    assert sorted(s["backend"] for s in summaries[quick_cpu]) == ["jax", "torch"]
+    text = report.render_markdown(rows)
+    assert text.count("\n## ") == 4
+    assert "## smoke profile · synthetic data · batch 32 · maxlen 200 · cpu" in text
+    assert "## quick profile · synthetic data · batch 64 · maxlen 200 · cpu" in text
+    assert "· gpu" in text
+
+
+def test_speed_vs_fastest(tmp_path):
+    write_result(tmp_path, make_result("jax", train=(0.100, 0.002)))
+    write_result(tmp_path, make_result("torch", train=(0.231, 0.002)))
+    write_result(tmp_path, make_result("tensorflow", train=(0.150, 0.002)))
+    rows, _ = load_rows(tmp_path)
+    [(_, lines)] = report.summarize(rows)
+    assert [line["backend"] for line in lines] == ["jax", "tensorflow", "torch"]  # fastest first
+    assert [report.speed_text(line["speed_ratio"]) for line in lines] == ["1.00x", "1.50x slower", "2.31x slower"]
+    text = report.render_markdown(rows)
+    assert "| 1.00x |" in text and "| 2.31x slower |" in text
+
+
+def test_bad_files_are_skipped_with_a_warning_naming_them(tmp_path):
+    good = write_result(tmp_path, make_result("jax"))
+    full = json.dumps(make_result("torch"))
+    (tmp_path / "truncated.json").write_text(full[: len(full) // 2])
+    (tmp_path / "malformed.json").write_text("this is not json")
+    (tmp_path / "unreadable.json").write_bytes(b"\xff\xfe\x00\x81 binary")
+    (tmp_path / "foreign.json").write_text(json.dumps({"hello": "world"}))
+    plain = make_result("torch")
+    del plain["kerasbench"]
+    (tmp_path / "plain-pytest-benchmark.json").write_text(json.dumps(plain))
+    old = make_result("torch")
+    old["kerasbench"]["schema_version"] = 0
+    (tmp_path / "old-schema.json").write_text(json.dumps(old))
+    broken = make_result("torch")
+    del broken["benchmarks"][0]["stats"]
+    (tmp_path / "broken-entry.json").write_text(json.dumps(broken))
+
+    runs, warnings = report.load_results([tmp_path, tmp_path / "missing.json"])
+    assert [run.path for run in runs] == [good]
+    for name in ("truncated", "malformed", "unreadable", "foreign", "plain-pytest-benchmark", "old-schema",
+                 "broken-entry", "missing"):
+        assert sum(f"{name}.json" in w for w in warnings) == 1, (name, warnings)
+    assert any("truncated.json: skipped, not valid JSON" in w for w in warnings)
+    assert any("old-schema.json: skipped, schema_version 0" in w for w in warnings)
+    text = report.render_markdown(report.rows_of(runs), warnings)
+    assert "jax 1.0.0" in text and "## Skipped files" in text and "old-schema.json" in text
+
+
+def test_folder_is_not_recursive_and_files_are_not_read_twice(tmp_path):
+    top = write_result(tmp_path, make_result("jax"))
+    write_result(tmp_path / "baseline", make_result("torch"))
+    runs, warnings = report.load_results([tmp_path, top])
+    assert [run.path for run in runs] == [top] and warnings == []
+
+
+def test_newest_run_per_line_is_shown_and_the_rest_counted(tmp_path):
+    write_result(tmp_path, make_result("jax", train=(0.300, 0.01), started="2026-11-28T08:00:00+00:00"))
+    write_result(tmp_path, make_result("jax", train=(0.100, 0.01), started="2026-11-29T08:00:00+00:00"))
+    rows, _ = load_rows(tmp_path)
+    [(_, lines)] = report.summarize(rows)
+    assert len(lines) == 1 and lines[0]["train_median_ms"] == pytest.approx(100)
+    text = report.render_markdown(rows)
+    assert "1 older result file(s) not shown" in text
+    assert len(list(csv.DictReader(io.StringIO(report.render_csv(rows))))) == 6  # CSV keeps every run
+
+
+def test_different_keras_versions_get_their_own_lines(tmp_path):
+    write_result(tmp_path, make_result("jax", keras="3.15.1"))
+    write_result(tmp_path, make_result("jax", keras="3.16.0", started="2026-11-29T09:00:00+00:00"))
+    rows, _ = load_rows(tmp_path)
+    [(_, lines)] = report.summarize(rows)
+    assert sorted(line["keras"] for line in lines) == ["3.15.1", "3.16.0"]
+
+
+def test_unfinished_run_is_marked_incomplete(tmp_path):
+    write_result(tmp_path, make_result("torch", finished=False, kinds=("train_step",)))
+    rows, _ = load_rows(tmp_path)
+    text = report.render_markdown(rows)
+    assert "torch 1.0.0 (incomplete)" in text
+
+
+def test_failed_training_and_unreached_target_are_shown(tmp_path):
+    write_result(tmp_path, make_result("jax", accuracy=0.5))
+    write_result(tmp_path, make_result("torch", accuracy=None, status="failed: loss is nan at epoch 1"))
+    rows, _ = load_rows(tmp_path)
+    text = report.render_markdown(rows)
+    assert "| not reached |" in text and "| failed |" in text
+
+
+def test_csv_parses_back(tmp_path):
+    write_result(tmp_path, make_result("jax"))
+    write_result(tmp_path, make_result("torch", train=(0.2, 0.01)))
+    rows, _ = load_rows(tmp_path)
+    parsed = list(csv.DictReader(io.StringIO(report.render(rows, "csv"))))
+    assert len(parsed) == 6 and set(parsed[0]) == set(report.CSV_FIELDS)
+    torch_train = next(p for p in parsed if p["name"] == "test_train_step[torch-cpu]")
+    assert float(torch_train["median_ms"]) == pytest.approx(200) and torch_train["finished"] == "True"
+    assert next(p for p in parsed if p["kind"] == "accuracy")["first_step_s"] == ""  # None -> empty cell
+
+
+def test_json_parses_back(tmp_path):
+    write_result(tmp_path, make_result("jax"))
+    rows, _ = load_rows(tmp_path)
+    document = json.loads(report.render(rows, "json", ["x.json: skipped"]))
+    assert document["warnings"] == ["x.json: skipped"]
+    assert len(document["rows"]) == 3 and document["rows"][0]["history"] is not None
+    [group] = document["groups"]
+    assert group["key"]["profile"] == "quick" and group["lines"][0]["speed_ratio"] == 1.0
+
+
+def test_write_report_writes_atomically_and_our_json_report_is_not_a_result(tmp_path):
+    write_result(tmp_path, make_result("jax"))
+    rows, warnings = load_rows(tmp_path)
+    text = report.write_report(rows, warnings, "md", tmp_path / "out" / "REPORT.md")
+    assert (tmp_path / "out" / "REPORT.md").read_text() == text
+    report.write_report(rows, warnings, "json", tmp_path / "REPORT.json")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith(".")) == []
+    runs, warnings = report.load_results([tmp_path])
+    assert len(runs) == 1 and warnings == []
+
+
+def test_plots_are_written(tmp_path):
+    history = [{"epoch": e, "seconds": 5.0, "val_accuracy": 0.6 + 0.1 * e} for e in (1, 2)]
+    write_result(tmp_path, make_result("jax", history=history, accuracy=0.8))
+    write_result(tmp_path, make_result("torch", train=(0.2, 0.03), history=history[:1], accuracy=0.7))
+    rows, _ = load_rows(tmp_path)
+    written = report.plot(rows, tmp_path / "plots")
+    assert sorted(p.name.split("_")[0] for p in written) == ["accuracy", "latency"]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def test_cli_report(tmp_path):
+    write_result(tmp_path, make_result("jax"))
+    (tmp_path / "bad.json").write_text("{")
+    done = run_cli("report", tmp_path, "--output", tmp_path / "REPORT.md")
+    assert done.returncode == 0, done.stderr
+    assert "## quick profile" in done.stdout and (tmp_path / "REPORT.md").exists()
+    assert "bad.json: skipped" in done.stderr
+    done = run_cli("report", tmp_path, "--format", "csv")
+    assert done.returncode == 0 and done.stdout.startswith("file,name,kind,")
+
+
+def test_cli_report_default_folder_and_no_results(tmp_path):
+    env = {**os.environ, "KERASBENCH_RESULTS": str(tmp_path)}
+    done = run_cli("report", env=env)
+    assert done.returncode == 2 and done.stderr.strip().endswith(f"no readable results in {tmp_path}")
+    write_result(tmp_path, make_result("jax"))
+    done = run_cli("report", env=env)
+    assert done.returncode == 0 and (tmp_path / "REPORT.md").read_text().startswith("# kerasbench report")
