@@ -11,8 +11,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from bench import backend, results, settings as run_settings
-from bench.data import DataSourceError, Dataset, load_imdb
+from bench import backend, results
+from bench import settings as run_settings
+from bench.data import Dataset, DataSourceError, load_imdb
 
 _STATE = pytest.StashKey[dict]()
 

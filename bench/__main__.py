@@ -98,9 +98,9 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                     "the threshold AND current Q1 above baseline Q3 (non-overlapping IQRs).")
     p.add_argument("baseline", metavar="BASELINE", help="result file or folder")
     p.add_argument("current", metavar="CURRENT", help="result file or folder")
-    p.add_argument("--threshold", type=fraction, default=cmp.DEFAULT_THRESHOLD,
+    p.add_argument("--threshold", type=fraction, default=cmp.DEFAULT_THRESHOLD, metavar="PCT",
                    help="slowdown that counts, e.g. 10%% or 0.1 (default: 10%%)")
-    p.add_argument("--accuracy-drop", type=fraction, default=cmp.DEFAULT_ACCURACY_DROP,
+    p.add_argument("--accuracy-drop", type=fraction, default=cmp.DEFAULT_ACCURACY_DROP, metavar="DROP",
                    help="absolute val_accuracy drop that counts (default: 0.02)")
     p.add_argument("--format", choices=("md", "plain"), default="md", help="diff table format (default: md)")
     p.add_argument("--export-github-action", metavar="DIR", default=None,
@@ -133,7 +133,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_report, a
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench", description="kerasbench: report on and compare "
+                                     "benchmark result files. Exit codes: 0 fine, 1 regression, 2 usage error.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

@@ -87,7 +87,7 @@ def compare_rows(baseline: Sequence[Row], current: Sequence[Row], threshold: flo
             verdict, note = ("new", "no baseline") if b is None else ("missing", "not in current results")
             only = b or c
             changes.append(Change(name, group, "latency", b and b.median_ms, c and c.median_ms, None, verdict,
-                                  note=note))
+                                  baseline_range=b and _range(b), current_range=c and _range(c), note=note))
             if only.kind == "accuracy":
                 changes.append(Change(name, group, "val_accuracy", b and b.final_val_accuracy,
                                       c and c.final_val_accuracy, None, verdict, note=note))

@@ -51,8 +51,8 @@ class Dataset:
         return {
             "source": self.source,
             "origin": self.origin,
-            "train_samples": int(len(self.y_train)),
-            "test_samples": int(len(self.y_test)),
+            "train_samples": len(self.y_train),
+            "test_samples": len(self.y_test),
             "maxlen": int(self.x_train.shape[1]),
             "train_positive_fraction": round(float(self.y_train.mean()), 4) if len(self.y_train) else None,
             "test_positive_fraction": round(float(self.y_test.mean()), 4) if len(self.y_test) else None,

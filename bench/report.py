@@ -488,17 +488,21 @@ def _plot_accuracy(plt, group: GroupKey, members: Sequence[Row]):
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    epochs: set[float] = set()
     for row in sorted(rows, key=lambda r: r.backend):
         points = [(h.get("epoch"), _num(h.get("val_accuracy"))) for h in row.history]
         points = [(e, v) for e, v in points if isinstance(e, int | float) and v is not None]
         if points:
+            epochs.update(e for e, _ in points)
             ax.plot(*zip(*points, strict=True), marker="o", label=_line_label(row, rows).replace("\n", ", "))
     targets = {r.target_accuracy for r in rows if r.target_accuracy is not None}
     for target in targets:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("val_accuracy")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    if 0 < len(epochs) <= 20:  # whole epochs only; matplotlib would tick 0.96, 0.98, ... for one epoch
+        ax.set_xticks(sorted(epochs))
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
     ax.set_title(f"val_accuracy per epoch\n{group.label}", fontsize=10)

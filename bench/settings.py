@@ -72,7 +72,7 @@ OPTIONS: list[tuple[str, dict]] = [
     ("--profile", dict(choices=sorted(PROFILES), default=DEFAULT_PROFILE,
                        help="run size: smoke (<1 min/backend), quick (default, a few min), full (keras.io run)")),
     ("--dataset", dict(choices=SOURCES, default="auto",
-                       help="IMDB source: auto (KERASBENCH_IMDB, else Keras, else synthetic), keras, aclimdb, synthetic")),
+                       help="IMDB source; auto: KERASBENCH_IMDB, else Keras, else synthetic")),
     ("--imdb-path", dict(default=None, help="aclImdb archive or folder (default: $KERASBENCH_IMDB)")),
     ("--device", dict(choices=DEVICES, default="auto", help="auto takes a GPU when there is one; cpu hides GPUs")),
     ("--batch-size", dict(type=bounded_int(MAX_BATCH_SIZE), default=None, help="override the batch size (32)")),

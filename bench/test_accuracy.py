@@ -15,7 +15,8 @@ def test_accuracy(benchmark, target, model, imdb, settings, record):
         nonlocal failure
         if failure is None:
             try:
-                epochs.append(training.fit_epoch(model, imdb, len(epochs) + 1, settings.model.batch_size, settings.seed))
+                epoch = len(epochs) + 1
+                epochs.append(training.fit_epoch(model, imdb, epoch, settings.model.batch_size, settings.seed))
             except training.NonFiniteLoss as exc:
                 failure = exc
 

@@ -10,7 +10,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model import build_model  # noqa: E402
+from model import build_model
 
 
 def main(weights: str, inputs: str, output: str) -> None:

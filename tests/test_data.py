@@ -27,7 +27,8 @@ def load(path, cache, **kwargs):
 
 
 def test_tokenize_lowercases_drops_breaks_and_punctuation():
-    assert aclimdb.tokenize("Great movie!<br /><br />Don't MISS it, ok?") == ["great", "movie", "don't", "miss", "it", "ok"]
+    words = aclimdb.tokenize("Great movie!<br /><br />Don't MISS it, ok?")
+    assert words == ["great", "movie", "don't", "miss", "it", "ok"]
 
 
 def test_words_ranked_by_training_frequency(archive, cache):
