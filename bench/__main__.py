@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench report|compare`` (``python -m bench COMMAND -h`` for options).
+"""Command line: ``python -m bench run|report|compare`` (``python -m bench COMMAND -h`` for options).
 
 Exit codes: 0 fine, 1 a regression (compare), 2 a usage error (bad option, no readable results).
 Each subcommand is one ``add_*`` function that adds its parser and sets ``handler``; to add one,
@@ -15,7 +15,9 @@ from pathlib import Path
 
 # Only light modules here: `report` and `compare` must not import Keras or a backend.
 from bench import compare as cmp
-from bench import report
+from bench import report, runner
+from bench.backend import BACKENDS, DEVICES
+from bench.profiles import DEFAULT_PROFILE, PROFILES
 
 
 class UsageError(Exception):
@@ -50,6 +52,46 @@ def _load(paths: Sequence[str], what: str) -> tuple[list[report.Row], list[str]]
         where = " ".join(map(str, paths))
         raise UsageError(f"no readable results in {what + ' ' if what else ''}{where}")
     return rows, warnings
+
+
+# --------------------------------------------------------------------------------------------- run
+
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="pytest bench/ under each backend, then the comparison table",
+                       description="Run the benchmarks once per backend, each in its own process, going on past "
+                                   "a failing backend; ends with the comparison table. Options after -- go to pytest.")
+    p.add_argument("--backends", type=backend_list, default=list(BACKENDS), metavar="LIST",
+                   help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE, help="run size (default: quick)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or gpu (default: auto)")
+    p.add_argument("--run-dir", default=None, help="where this run's results go (default: results/runs/<time>)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="further pytest options, after --")
+    p.set_defaults(handler=run_run)
+
+
+def backend_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(unknown) or repr(text)}; "
+                                         f"choose from {','.join(BACKENDS)}")
+    return names
+
+
+def run_run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir) if args.run_dir else runner.default_run_dir(results_dir())
+    extra = [a for a in args.pytest_args if a != "--"]
+    outcomes = runner.run_backends(args.backends, ["--profile", args.profile, "--device", args.device, *extra],
+                                   run_dir)
+    print("\n" + runner.summary(outcomes))
+    runs, warnings = report.load_results([run_dir])
+    rows = report.rows_of(runs)
+    if rows:
+        text = report.write_report(rows, warnings, "md", results_dir() / "REPORT.md")
+        print(text, end="")
+        for path in report.plot(rows, run_dir):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0 if all(o.ok or o.status == "not installed" for o in outcomes) else 1
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -129,7 +171,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------------------------- main
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_report, add_compare]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_run, add_report, add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:
