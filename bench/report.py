@@ -17,14 +17,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bench.results import SCHEMA_VERSION, write_atomic
+from bench.results import SCHEMA_VERSION, write_atomic, write_text_atomic
 
 FORMATS = ("md", "csv", "json")
 KINDS = ("train_step", "predict_step", "accuracy")
@@ -399,19 +398,6 @@ def render(rows: Sequence[Row], fmt_name: str = "md", warnings: Sequence[str] = 
     if fmt_name == "json":
         return json.dumps(report_document(rows, warnings), indent=2)
     raise ValueError(f"unknown format {fmt_name!r}; choose one of {', '.join(FORMATS)}")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temp file beside ``path``, then rename: readers never see half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(rows: Sequence[Row], warnings: Sequence[str] = (), fmt_name: str = "md",

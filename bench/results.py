@@ -39,12 +39,19 @@ def check_writable(results_dir: str | os.PathLike) -> None:
 
 
 def write_atomic(path: Path, document: dict) -> None:
-    """Write JSON to a temp file in the same folder, then rename: readers never see half a file."""
+    """Write a JSON document atomically (see ``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(document, indent=2, default=_jsonable))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write to a temp file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2, default=_jsonable)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are for everyone to read
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -67,6 +74,12 @@ def run_block(*, backend: str, device: dict, settings: dict, started: datetime, 
         "exitstatus": exitstatus,
         "argv": sys.argv,
     }
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _jsonable(value: Any) -> Any:
