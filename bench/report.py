@@ -83,6 +83,9 @@ class Row:
     target_accuracy: float | None = None
     time_to_accuracy_s: float | None = None
     status: str | None = None
+    jit_compile: str | None = None  # what jit_compile="auto" resolved to
+    lstm_kernel: str | None = None  # which LSTM implementation Keras picked
+    harness_vs_plain: float | None = None  # harness median / plain-loop median of the same step
     history: list[dict] = field(default_factory=list)
 
     @property
@@ -207,6 +210,9 @@ def _row(path: Path, document: dict, bench: dict) -> Row:
         target_accuracy=_num(info.get("target_accuracy")),
         time_to_accuracy_s=_num(info.get("time_to_accuracy_s")),
         status=None if info.get("status") is None else str(info["status"]),
+        jit_compile=None if info.get("jit_compile") is None else str(info["jit_compile"]),
+        lstm_kernel=None if info.get("lstm_kernel") is None else str(info["lstm_kernel"]),
+        harness_vs_plain=_num(info.get("harness_vs_plain")),
         history=[h for h in info.get("history") or [] if isinstance(h, dict)],
     )
 
@@ -291,6 +297,9 @@ def _summary(line: tuple[str, str, str], kinds: dict[str, Row]) -> dict:
         "final_val_accuracy": acc and acc.final_val_accuracy, "target_accuracy": acc and acc.target_accuracy,
         "time_to_accuracy_s": acc and acc.time_to_accuracy_s, "accuracy_status": acc and acc.status,
         "has_accuracy": acc is not None,
+        "val_accuracy_per_epoch": [h.get("val_accuracy") for h in acc.history] if acc else [],
+        "lstm_kernel": any_row.lstm_kernel, "jit_compile": any_row.jit_compile,
+        "harness_vs_plain": train and train.harness_vs_plain,
     }
 
 
@@ -327,7 +336,8 @@ def table(headers: Sequence[str], cells: Sequence[Sequence[str]], style: str = "
 
 
 HEADERS = ("Backend", "Keras", "Device", "Train ms/step", "Train IQR ms", "Predict ms/batch", "Train samples/s",
-           "First step s", "val_accuracy", "Time to acc. s", "Speed vs fastest")
+           "First step s", "val_accuracy by epoch", "Time to acc. s", "Speed vs fastest", "LSTM kernel", "jit",
+           "Harness/plain")
 
 
 def _cells(s: dict) -> list[str]:
@@ -335,13 +345,15 @@ def _cells(s: dict) -> list[str]:
     if s["accuracy_status"] and s["accuracy_status"] != "ok":
         accuracy = "failed"
     else:
-        accuracy = fmt(s["final_val_accuracy"], ".3f")
+        per_epoch = [fmt(v, ".3f") for v in s["val_accuracy_per_epoch"]]
+        accuracy = " → ".join(per_epoch) if per_epoch else fmt(s["final_val_accuracy"], ".3f")
     reached = fmt(s["time_to_accuracy_s"], ".1f")
     if s["has_accuracy"] and s["time_to_accuracy_s"] is None and accuracy != "failed":
         reached = "not reached"
     return [backend, s["keras"], s["device_name"], fmt_ms(s["train_median_ms"]), fmt_ms(s["train_iqr_ms"]),
             fmt_ms(s["predict_median_ms"]), fmt(s["train_samples_per_s"], ".0f"), fmt(s["first_step_s"], ".2f"),
-            accuracy, reached, speed_text(s["speed_ratio"])]
+            accuracy, reached, speed_text(s["speed_ratio"]), s["lstm_kernel"] or MISSING, s["jit_compile"] or MISSING,
+            fmt(s["harness_vs_plain"], ".3f")]
 
 
 def render_markdown(rows: Sequence[Row], warnings: Sequence[str] = ()) -> str:
