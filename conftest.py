@@ -67,12 +67,18 @@ def settings(pytestconfig: pytest.Config) -> run_settings.RunSettings:
 def imdb(settings: run_settings.RunSettings) -> Dataset:
     """The benchmark data, loaded once per session from the source the options name."""
     try:
-        return load_imdb(
+        dataset = load_imdb(
             settings.dataset, max_features=settings.model.max_features, maxlen=settings.model.maxlen,
             train_samples=settings.train_samples, test_samples=settings.test_samples, path=settings.imdb_path,
         )
     except DataSourceError as exc:
         pytest.exit(f"kerasbench: {exc}", returncode=4)
+    smallest = min(len(dataset.y_train), len(dataset.y_test))
+    if settings.model.batch_size > smallest:
+        pytest.exit(f"kerasbench: batch size {settings.model.batch_size} is larger than the {smallest} reviews of "
+                    "the smaller split: no full batch to time. Lower --batch-size or raise --train-samples/"
+                    "--test-samples.", returncode=4)
+    return dataset
 
 
 @pytest.fixture
@@ -113,6 +119,20 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
         "backend": state["backend"], **backend.versions(), **state["device"],
         "threads": state["settings"].threads,
     }
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    try:
+        return (yield)
+    except Exception as exc:
+        if not backend.is_out_of_memory(exc):
+            raise
+        settings = item.config.stash[_STATE]["settings"]
+        pytest.fail(
+            f"out of memory at batch size {settings.model.batch_size}, maxlen {settings.model.maxlen} "
+            f"({type(exc).__name__}). Lower --batch-size or --maxlen.", pytrace=False,
+        )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -215,3 +215,13 @@ def take_lstm_paths() -> str:
 def resolved_jit_compile(model: Any) -> bool | str:
     """What ``jit_compile="auto"`` became for this model (XLA for TF/JAX; torch.compile for torch)."""
     return getattr(model, "jit_compile", "unknown")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure, as each backend reports one."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return (type(exc).__name__ in ("ResourceExhaustedError", "OutOfMemoryError")  # TF, torch
+            or "RESOURCE_EXHAUSTED" in text  # XLA (JAX, TF with jit)
+            or "out of memory" in text.lower())

@@ -112,6 +112,12 @@ def test_missing_archive_fails_with_one_paragraph(tmp_path):
     assert not list(tmp_path.glob("*.json"))  # nothing half-written
 
 
+def test_batch_larger_than_the_data_fails_with_one_paragraph(tmp_path):
+    proc = run_bench(*TINY, "--batch-size", "100", "--results-dir", str(tmp_path))
+    assert proc.returncode == 4 and "batch size 100 is larger than the 64 reviews" in proc.stdout + proc.stderr
+    assert not list(tmp_path.glob("*.json"))
+
+
 def test_unwritable_results_folder_fails_before_running(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

@@ -1,0 +1,79 @@
+"""Option parsing: every value either parses to what was meant or fails with a clear message."""
+
+import argparse
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bench import backend
+from bench.__main__ import backend_list, fraction
+from bench.settings import MAX_BATCH_SIZE, bounded_int, positive_int
+
+
+@given(st.integers(min_value=1, max_value=10**9))
+def test_positive_int_accepts_every_positive_number(value):
+    assert positive_int(str(value)) == value
+
+
+@given(st.integers(max_value=0))
+def test_positive_int_rejects_zero_and_negatives(value):
+    with pytest.raises(argparse.ArgumentTypeError, match="must be at least 1"):
+        positive_int(str(value))
+
+
+@given(st.text().filter(lambda t: not t.strip().lstrip("+-").isdigit()))
+def test_positive_int_rejects_text(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive_int(text)
+
+
+@given(st.integers(min_value=MAX_BATCH_SIZE + 1, max_value=10**12))
+def test_absurd_batch_sizes_are_refused(value):
+    with pytest.raises(argparse.ArgumentTypeError, match="supported maximum"):
+        bounded_int(MAX_BATCH_SIZE)(str(value))
+
+
+@given(st.floats(min_value=0, max_value=99.99, allow_nan=False))
+def test_percent_and_fraction_agree(value):
+    assert fraction(f"{value}%") == pytest.approx(fraction(str(value / 100)))
+
+
+@given(st.lists(st.sampled_from(backend.BACKENDS), min_size=1))
+def test_backend_lists_round_trip(names):
+    assert backend_list(",".join(names)) == names
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz,", min_size=1).filter(
+    lambda t: any(n and n not in backend.BACKENDS for n in t.split(",")) or not t.strip(",")))
+def test_unknown_backends_are_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown backend"):
+        backend_list(text)
+
+
+@pytest.mark.parametrize("device", ["tpu", "", "GPU"])
+def test_unknown_device_is_refused(device):
+    with pytest.raises(backend.BackendError, match="unknown device"):
+        backend.prepare_environment(device)
+
+
+def test_unknown_backend_and_missing_package_are_explained(monkeypatch):
+    with pytest.raises(backend.BackendError, match="unknown Keras backend 'mxnet'"):
+        backend.check_backend("mxnet")
+    monkeypatch.setattr(backend.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(backend.BackendError, match="package is not installed"):
+        backend.check_backend("jax")
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [MemoryError(), type("ResourceExhaustedError", (Exception,), {})("OOM when allocating tensor"),
+     RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB"),
+     RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")],
+)
+def test_out_of_memory_is_recognised(exc):
+    assert backend.is_out_of_memory(exc)
+
+
+def test_other_errors_are_not_out_of_memory():
+    assert not backend.is_out_of_memory(ValueError("shapes (32, 200) and (64,) do not match"))
