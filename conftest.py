@@ -53,8 +53,15 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # Benchmark names carry backend and device, e.g. test_train_step[jax-cpu].
-    if "target" in metafunc.fixturenames:
-        label = metafunc.config.stash[_STATE]["label"]
+    # Step benchmarks also take a (batch size, maxlen) "shape": one point, or the sweep's grid.
+    state = metafunc.config.stash[_STATE]
+    label = state["label"]
+    if "shape" in metafunc.fixturenames:
+        cfg = state["settings"].model
+        points = state["settings"].profile.points(cfg.batch_size, cfg.maxlen)
+        ids = [f"{label}-b{b}-len{n}" for b, n in points] if len(points) > 1 else [label]
+        metafunc.parametrize(("target", "shape"), [(label, point) for point in points], ids=ids)
+    elif "target" in metafunc.fixturenames:
         metafunc.parametrize("target", [label], ids=[label])
 
 
@@ -67,15 +74,18 @@ def settings(pytestconfig: pytest.Config) -> run_settings.RunSettings:
 def imdb(settings: run_settings.RunSettings) -> Dataset:
     """The benchmark data, loaded once per session from the source the options name."""
     try:
+        # Padded to the longest sweep length: x[:, -n:] is then the data padded/truncated to n.
+        maxlen = max(settings.model.maxlen, *settings.profile.sweep_maxlens)
         dataset = load_imdb(
-            settings.dataset, max_features=settings.model.max_features, maxlen=settings.model.maxlen,
+            settings.dataset, max_features=settings.model.max_features, maxlen=maxlen,
             train_samples=settings.train_samples, test_samples=settings.test_samples, path=settings.imdb_path,
         )
     except DataSourceError as exc:
         pytest.exit(f"kerasbench: {exc}", returncode=4)
     smallest = min(len(dataset.y_train), len(dataset.y_test))
-    if settings.model.batch_size > smallest:
-        pytest.exit(f"kerasbench: batch size {settings.model.batch_size} is larger than the {smallest} reviews of "
+    largest_batch = max(b for b, _ in settings.profile.points(settings.model.batch_size, maxlen))
+    if largest_batch > smallest:
+        pytest.exit(f"kerasbench: batch size {largest_batch} is larger than the {smallest} reviews of "
                     "the smaller split: no full batch to time. Lower --batch-size or raise --train-samples/"
                     "--test-samples.", returncode=4)
     return dataset
@@ -96,8 +106,13 @@ def model(settings: run_settings.RunSettings):
 
 @pytest.fixture
 def record(pytestconfig: pytest.Config, settings: run_settings.RunSettings, imdb: Dataset):
-    """``record(benchmark, model, **extra)`` fills a benchmark's extra_info after it ran."""
+    """``record(benchmark, model, **extra)`` fills a benchmark's extra_info after it ran.
+
+    Set up after the data and (when the test asks for it first) the model: the memory figures
+    are what the benchmark itself added.
+    """
     state = pytestconfig.stash[_STATE]
+    memory_baseline = backend.reset_memory_stats()
 
     def fill(benchmark, model, **extra) -> None:
         info = benchmark.extra_info
@@ -105,6 +120,7 @@ def record(pytestconfig: pytest.Config, settings: run_settings.RunSettings, imdb
             backend=state["backend"], **backend.versions(), **state["device"],
             **settings.describe(), dataset=imdb.info(),
             jit_compile=backend.resolved_jit_compile(model), lstm_kernel=backend.take_lstm_paths(),
+            **backend.memory_stats(memory_baseline),
         )
         info.update(extra)
 

@@ -225,3 +225,64 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return (type(exc).__name__ in ("ResourceExhaustedError", "OutOfMemoryError")  # TF, torch
             or "RESOURCE_EXHAUSTED" in text  # XLA (JAX, TF with jit)
             or "out of memory" in text.lower())
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def reset_memory_stats() -> dict:
+    """Reset the device allocator's peak counter; returns the host baseline for ``memory_stats``."""
+    backend = selected_backend()
+    if gpu_name() is not None:
+        if backend == "torch":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.reset_memory_stats("GPU:0")
+        # JAX has no reset: its peak_bytes_in_use is for the process's lifetime.
+    return {"rss": _rss_bytes(), "peak_rss": _peak_rss_bytes()}
+
+
+def memory_stats(baseline: dict) -> dict:
+    """Host RSS growth since ``baseline`` and peaks; on GPU the backend allocator's peak, in MiB."""
+    mib = 1 / 2**20
+    stats = {
+        "host_rss_growth_mib": round((_rss_bytes() - baseline["rss"]) * mib, 1),
+        # ru_maxrss cannot be reset: this is the process's peak so far, a ceiling for this benchmark.
+        "host_peak_rss_mib": round(_peak_rss_bytes() * mib, 1),
+    }
+    if gpu_name() is None:
+        return stats
+    backend = selected_backend()
+    if backend == "torch":
+        import torch
+
+        stats["device_peak_mib"] = round(torch.cuda.max_memory_allocated() * mib, 1)
+    elif backend == "jax":
+        import jax
+
+        device_stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in device_stats:
+            stats["device_peak_mib"] = round(device_stats["peak_bytes_in_use"] * mib, 1)
+            stats["device_peak_scope"] = "process lifetime"
+    else:
+        import tensorflow as tf
+
+        stats["device_peak_mib"] = round(tf.config.experimental.get_memory_info("GPU:0")["peak"] * mib, 1)
+    return stats

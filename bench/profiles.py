@@ -16,7 +16,17 @@ class Profile:
     predict_rounds: int  # timed predict batches
     target_accuracy: float  # time-to-accuracy threshold on val_accuracy
     staged_batches: int = 8  # distinct batches cycled through by the step benchmarks
+    sweep_batch_sizes: tuple[int, ...] = ()  # step benchmarks at each batch size (at the default maxlen)
+    sweep_maxlens: tuple[int, ...] = ()  # and at each sequence length (at the default batch size)
     description: str = ""
+
+    def points(self, batch_size: int, maxlen: int) -> list[tuple[int, int]]:
+        """The (batch size, maxlen) points the step benchmarks run at."""
+        if not (self.sweep_batch_sizes or self.sweep_maxlens):
+            return [(batch_size, maxlen)]
+        by_batch = [(b, maxlen) for b in self.sweep_batch_sizes]
+        by_length = [(batch_size, n) for n in self.sweep_maxlens if (batch_size, n) not in by_batch]
+        return by_batch + by_length
 
 
 PROFILES: dict[str, Profile] = {
@@ -36,6 +46,12 @@ PROFILES: dict[str, Profile] = {
             "full", None, None, epochs=2, warmup_rounds=10, train_rounds=100, predict_rounds=200,
             target_accuracy=0.83,
             description="reproduces the keras.io run: 25k train, 25k validation, 2 epochs",
+        ),
+        Profile(
+            "sweep", 1024, 1024, epochs=1, warmup_rounds=1, train_rounds=5, predict_rounds=10,
+            target_accuracy=0.70, staged_batches=2,
+            sweep_batch_sizes=(1, 8, 32, 128, 512), sweep_maxlens=(50, 100, 200, 400),
+            description="how step latency grows with batch size and sequence length (no accuracy run)",
         ),
     )
 }

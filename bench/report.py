@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bench import scaling
 from bench.results import SCHEMA_VERSION, write_atomic, write_text_atomic
 
 FORMATS = ("md", "csv", "json")
@@ -359,8 +360,10 @@ def _cells(s: dict) -> list[str]:
 def render_markdown(rows: Sequence[Row], warnings: Sequence[str] = ()) -> str:
     """The comparison tables, one per group, plus notes on what was left out."""
     out = ["# kerasbench report", ""]
+    sweep_rows = [r for r in rows if scaling.is_sweep(r)]
+    rows = [r for r in rows if not scaling.is_sweep(r)]  # sweep points get scaling tables instead
     shown = latest(rows)
-    if not shown:
+    if not shown and not sweep_rows:
         out += ["No results.", ""]
     for group, summaries in summarize(shown):
         out += [f"## {group.label}", "", table(HEADERS, [_cells(s) for s in summaries]), ""]
@@ -370,6 +373,7 @@ def render_markdown(rows: Sequence[Row], warnings: Sequence[str] = ()) -> str:
             notes.append("Time to accuracy: training seconds until val_accuracy reached "
                          + " / ".join(f"{t:g}" for t in sorted(targets)) + ".")
         out += [" ".join(notes), ""]
+    out += scaling.render(sweep_rows)
     older = len({r.file for r in rows} - {r.file for r in shown})
     if older:
         out += [f"_{older} older result file(s) not shown: each line is the newest run "
@@ -435,8 +439,8 @@ def plot(rows: Sequence[Row], out_dir: str | os.PathLike) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for group, members in by_group(latest(rows)).items():
+    written: list[Path] = scaling.plot(rows, out)
+    for group, members in by_group(latest([r for r in rows if not scaling.is_sweep(r)])).items():
         latency = _plot_latency(plt, group, members)
         if latency is not None:
             written.append(_save(plt, latency, out / f"latency_{group.slug}.png"))

@@ -8,6 +8,8 @@ from bench import training
 
 
 def test_accuracy(benchmark, target, model, imdb, settings, record):
+    if settings.profile.sweep_batch_sizes or settings.profile.sweep_maxlens:
+        pytest.skip("the sweep profile measures step latency only")
     epochs: list[training.EpochRecord] = []
     failure: training.NonFiniteLoss | None = None
 

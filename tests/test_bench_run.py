@@ -59,7 +59,7 @@ def test_step_benchmarks_record_stats_and_context(tiny_run):
     assert step["stats"]["rounds"] == 5 and len(step["stats"]["data"]) == 5  # warm-up excluded
     info = step["extra_info"]
     for key in ("keras", selected_backend(), "device_name", "jit_compile", "lstm_kernel", "first_step_s",
-                "samples_per_s", "profile", "batch_size", "maxlen"):
+                "samples_per_s", "profile", "batch_size", "maxlen", "harness_vs_plain", "host_rss_growth_mib"):
         assert key in info, key
     assert info["lstm_kernel"] != "unknown"
     assert info["dataset"]["source"] == "synthetic" and info["dataset"]["train_samples"] == 64
