@@ -39,7 +39,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "settings": settings,
         "backend": name,
         "device": device,
-        "label": f"{name}-{device['device']}",
+        # Benchmark ids and file names: backend-device, plus the variant when not the default.
+        "label": f"{name}-{device['device']}" + ("" if settings.variant == "default" else f"-{settings.variant}"),
         "started": started,
         "path": None,  # set when the first benchmark finishes
     }

@@ -32,6 +32,10 @@ class ModelConfig:
     optimizer: str = "adam"
     loss: str = "binary_crossentropy"
     metric: str = "accuracy"
+    # Switches users flip (see bench/variants.py); the defaults are Keras's own.
+    jit_compile: bool | str = "auto"
+    steps_per_execution: int = 1
+    dtype_policy: str = "float32"  # "mixed_bfloat16" / "mixed_float16" for mixed precision
 
     def replace(self, **overrides: object) -> ModelConfig:
         return dataclasses.replace(self, **overrides)
@@ -49,13 +53,16 @@ def build_model(config: ModelConfig = DEFAULT_CONFIG, **overrides: object) -> ke
     from keras import layers
 
     cfg = config.replace(**overrides) if overrides else config
+    policy = cfg.dtype_policy
     inputs = keras.Input(shape=(None,), dtype="int32")
-    x = layers.Embedding(cfg.max_features, cfg.embed_dim)(inputs)
-    x = layers.Bidirectional(layers.LSTM(cfg.lstm_units, return_sequences=True))(x)
-    x = layers.Bidirectional(layers.LSTM(cfg.lstm_units))(x)
-    outputs = layers.Dense(1, activation="sigmoid")(x)
+    x = layers.Embedding(cfg.max_features, cfg.embed_dim, dtype=policy)(inputs)
+    x = layers.Bidirectional(layers.LSTM(cfg.lstm_units, return_sequences=True, dtype=policy), dtype=policy)(x)
+    x = layers.Bidirectional(layers.LSTM(cfg.lstm_units, dtype=policy), dtype=policy)(x)
+    # The output stays float32 under mixed precision, as Keras's mixed-precision guide advises.
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32")(x)
     model = keras.Model(inputs, outputs, name="bilstm_imdb")
-    model.compile(optimizer=cfg.optimizer, loss=cfg.loss, metrics=[cfg.metric])
+    model.compile(optimizer=cfg.optimizer, loss=cfg.loss, metrics=[cfg.metric], jit_compile=cfg.jit_compile,
+                  steps_per_execution=cfg.steps_per_execution)
     return model
 
 

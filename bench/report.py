@@ -5,7 +5,7 @@ another schema version) is skipped with a warning naming it, and the rest are re
 
 Runs are compared only with like: the comparison key is (profile, dataset source, batch size,
 maxlen, device kind), and each key gets its own table. Within a table there is one line per
-(backend, device name, Keras version); when several files hold that line, the newest run (by its
+(backend, device name, Keras version, variant); when several files hold that line, the newest run (by its
 start time) is shown and older ones are left out of the tables and plots (CSV and JSON keep every
 run). A run that did not finish is marked "(incomplete)".
 """
@@ -84,6 +84,7 @@ class Row:
     target_accuracy: float | None = None
     time_to_accuracy_s: float | None = None
     status: str | None = None
+    variant: str = "default"  # bench/variants.py: jit, no-jit, bf16, ...
     jit_compile: str | None = None  # what jit_compile="auto" resolved to
     lstm_kernel: str | None = None  # which LSTM implementation Keras picked
     harness_vs_plain: float | None = None  # harness median / plain-loop median of the same step
@@ -94,9 +95,9 @@ class Row:
         return GroupKey(self.profile, self.dataset, self.batch_size, self.maxlen, self.device)
 
     @property
-    def line(self) -> tuple[str, str, str]:
+    def line(self) -> tuple[str, str, str, str]:
         """Which line of a comparison table this row belongs to."""
-        return self.backend, self.device_name, self.keras
+        return self.backend, self.device_name, self.keras, self.variant
 
 
 @dataclass
@@ -211,6 +212,7 @@ def _row(path: Path, document: dict, bench: dict) -> Row:
         target_accuracy=_num(info.get("target_accuracy")),
         time_to_accuracy_s=_num(info.get("time_to_accuracy_s")),
         status=None if info.get("status") is None else str(info["status"]),
+        variant=str(info.get("variant") or settings.get("variant") or "default"),
         jit_compile=None if info.get("jit_compile") is None else str(info["jit_compile"]),
         lstm_kernel=None if info.get("lstm_kernel") is None else str(info["lstm_kernel"]),
         harness_vs_plain=_num(info.get("harness_vs_plain")),
@@ -284,11 +286,11 @@ def summarize(rows: Iterable[Row]) -> list[tuple[GroupKey, list[dict]]]:
     return result
 
 
-def _summary(line: tuple[str, str, str], kinds: dict[str, Row]) -> dict:
+def _summary(line: tuple[str, str, str, str], kinds: dict[str, Row]) -> dict:
     train, predict, acc = kinds.get("train_step"), kinds.get("predict_step"), kinds.get("accuracy")
     any_row = next(iter(kinds.values()))
     return {
-        "backend": line[0], "device_name": line[1], "keras": line[2],
+        "backend": line[0], "device_name": line[1], "keras": line[2], "variant": line[3],
         "backend_version": any_row.backend_version,
         "incomplete": not all(r.finished for r in kinds.values()),
         "files": sorted({r.file for r in kinds.values()}),
@@ -342,7 +344,11 @@ HEADERS = ("Backend", "Keras", "Device", "Train ms/step", "Train IQR ms", "Predi
 
 
 def _cells(s: dict) -> list[str]:
-    backend = f"{s['backend']} {s['backend_version']}" + (" (incomplete)" if s["incomplete"] else "")
+    backend = f"{s['backend']} {s['backend_version']}"
+    if s["variant"] != "default":
+        backend += f" [{s['variant']}]"
+    if s["incomplete"]:
+        backend += " (incomplete)"
     if s["accuracy_status"] and s["accuracy_status"] != "ok":
         accuracy = "failed"
     else:

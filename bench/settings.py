@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from bench.backend import DEVICES
 from bench.data import SOURCES
 from bench.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from bench.variants import DEFAULT_VARIANT, VARIANTS, get_variant
 from model import DEFAULT_CONFIG, ModelConfig
 
 # Above this, a batch of the default model needs more memory than any machine we target; a
@@ -43,6 +44,7 @@ def bounded_int(limit: int):
 class RunSettings:
     profile: Profile
     model: ModelConfig  # batch_size, maxlen and epochs live here
+    variant: str
     dataset: str
     imdb_path: str | None
     device: str
@@ -56,6 +58,7 @@ class RunSettings:
         """The settings as a result file records them."""
         return {
             "profile": self.profile.name,
+            "variant": self.variant,
             "dataset_requested": self.dataset,
             "device_requested": self.device,
             "batch_size": self.model.batch_size,
@@ -71,6 +74,8 @@ class RunSettings:
 OPTIONS: list[tuple[str, dict]] = [
     ("--profile", dict(choices=sorted(PROFILES), default=DEFAULT_PROFILE,
                        help="run size: smoke (<1 min/backend), quick (default, a few min), full (keras.io run)")),
+    ("--variant", dict(choices=sorted(VARIANTS), default=DEFAULT_VARIANT,
+                       help="backend switch: jit / no-jit, bf16 / fp16 mixed precision, spe8 (steps_per_execution)")),
     ("--dataset", dict(choices=SOURCES, default="auto",
                        help="IMDB source; auto: KERASBENCH_IMDB, else Keras, else synthetic")),
     ("--imdb-path", dict(default=None, help="aclImdb archive or folder (default: $KERASBENCH_IMDB)")),
@@ -89,7 +94,7 @@ OPTIONS: list[tuple[str, dict]] = [
 def from_options(get: callable, root: str) -> RunSettings:
     """Settings from parsed options; ``get(dest)`` returns an option's value."""
     profile = get_profile(get("profile"))
-    overrides = {"epochs": get("epochs") or profile.epochs}
+    overrides = {"epochs": get("epochs") or profile.epochs, **get_variant(get("variant"))}
     if get("batch_size"):
         overrides["batch_size"] = get("batch_size")
     if get("maxlen"):
@@ -98,6 +103,7 @@ def from_options(get: callable, root: str) -> RunSettings:
     return RunSettings(
         profile=profile,
         model=DEFAULT_CONFIG.replace(**overrides),
+        variant=get("variant"),
         dataset=get("dataset"),
         imdb_path=get("imdb_path"),
         device=get("device"),
