@@ -76,7 +76,7 @@ def imdb(settings: run_settings.RunSettings) -> Dataset:
     """The benchmark data, loaded once per session from the source the options name."""
     try:
         # Padded to the longest sweep length: x[:, -n:] is then the data padded/truncated to n.
-        maxlen = max(settings.model.maxlen, *settings.profile.sweep_maxlens)
+        maxlen = max((settings.model.maxlen, *settings.profile.sweep_maxlens))
         dataset = load_imdb(
             settings.dataset, max_features=settings.model.max_features, maxlen=maxlen,
             train_samples=settings.train_samples, test_samples=settings.test_samples, path=settings.imdb_path,
