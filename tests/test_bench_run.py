@@ -87,6 +87,7 @@ def test_accuracy_benchmark_records_history(tiny_run):
         (["--profile", "huge"], "invalid choice"),
         (["--device", "tpu"], "invalid choice"),
         (["--dataset", "imdb"], "invalid choice"),
+        (["--variant", "fp8"], "invalid choice"),
     ],
 )
 def test_bad_options_fail_fast_with_a_clear_message(args, message):

@@ -66,3 +66,12 @@ def test_initial_weights_follow_keras_defaults(default_model):
     np.testing.assert_allclose(recurrent @ recurrent.T, np.eye(recurrent.shape[0]), atol=1e-5)
     embeddings = next(v for k, v in weights.items() if k.endswith("embeddings"))
     assert np.abs(embeddings).max() <= 0.05
+
+
+def test_variant_switches_reach_the_compiled_model():
+    plain = build_model(max_features=100, embed_dim=4, lstm_units=2, jit_compile=False, steps_per_execution=8)
+    assert plain.jit_compile is False and plain.steps_per_execution == 8
+    mixed = build_model(max_features=100, embed_dim=4, lstm_units=2, dtype_policy="mixed_bfloat16")
+    assert mixed.layers[1].dtype_policy.name == "mixed_bfloat16"
+    assert mixed.layers[-1].dtype_policy.name == "float32"  # the sigmoid output stays float32
+    assert mixed.count_params() == plain.count_params()

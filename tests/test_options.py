@@ -77,3 +77,28 @@ def test_out_of_memory_is_recognised(exc):
 
 def test_other_errors_are_not_out_of_memory():
     assert not backend.is_out_of_memory(ValueError("shapes (32, 200) and (64,) do not match"))
+
+
+def test_profiles_without_a_sweep_run_one_point():
+    from bench.profiles import PROFILES
+
+    assert PROFILES["quick"].points(32, 200) == [(32, 200)]
+    assert PROFILES["quick"].points(8, 50) == [(8, 50)]
+
+
+def test_sweep_points_vary_one_axis_at_a_time():
+    from bench.profiles import PROFILES
+
+    points = PROFILES["sweep"].points(32, 200)
+    assert [(b, n) for b, n in points if n == 200] == [(1, 200), (8, 200), (32, 200), (128, 200), (512, 200)]
+    assert [(b, n) for b, n in points if b == 32] == [(32, 200), (32, 50), (32, 100), (32, 400)]
+    assert len(points) == len(set(points))
+
+
+def test_variants_are_model_overrides():
+    from bench.variants import VARIANTS
+    from model import DEFAULT_CONFIG
+
+    for name, overrides in VARIANTS.items():
+        DEFAULT_CONFIG.replace(**overrides)  # every key is a ModelConfig field
+        assert name == name.lower() and " " not in name
