@@ -288,7 +288,8 @@ def summarize(rows: Iterable[Row]) -> list[tuple[GroupKey, list[dict]]]:
 
 def _summary(line: tuple[str, str, str, str], kinds: dict[str, Row]) -> dict:
     train, predict, acc = kinds.get("train_step"), kinds.get("predict_step"), kinds.get("accuracy")
-    any_row = next(iter(kinds.values()))
+    native_train, native_predict = kinds.get("native_train_step"), kinds.get("native_predict_step")
+    any_row = train or predict or acc or next(iter(kinds.values()))  # Keras's own rows describe the line
     return {
         "backend": line[0], "device_name": line[1], "keras": line[2], "variant": line[3],
         "backend_version": any_row.backend_version,
@@ -303,7 +304,16 @@ def _summary(line: tuple[str, str, str, str], kinds: dict[str, Row]) -> dict:
         "val_accuracy_per_epoch": [h.get("val_accuracy") for h in acc.history] if acc else [],
         "lstm_kernel": any_row.lstm_kernel, "jit_compile": any_row.jit_compile,
         "harness_vs_plain": train and train.harness_vs_plain,
+        "keras_vs_native_train": _ratio(train, native_train),
+        "keras_vs_native_predict": _ratio(predict, native_predict),
     }
+
+
+def _ratio(keras_row: Row | None, native_row: Row | None) -> float | None:
+    """Keras median over the native reference's median: what Keras's abstraction costs."""
+    if keras_row and native_row and keras_row.median_ms and native_row.median_ms:
+        return keras_row.median_ms / native_row.median_ms
+    return None
 
 
 def speed_text(ratio: float | None) -> str:
@@ -340,7 +350,7 @@ def table(headers: Sequence[str], cells: Sequence[Sequence[str]], style: str = "
 
 HEADERS = ("Backend", "Keras", "Device", "Train ms/step", "Train IQR ms", "Predict ms/batch", "Train samples/s",
            "First step s", "val_accuracy by epoch", "Time to acc. s", "Speed vs fastest", "LSTM kernel", "jit",
-           "Harness/plain")
+           "Harness/plain", "Keras/native train", "Keras/native predict")
 
 
 def _cells(s: dict) -> list[str]:
@@ -360,7 +370,8 @@ def _cells(s: dict) -> list[str]:
     return [backend, s["keras"], s["device_name"], fmt_ms(s["train_median_ms"]), fmt_ms(s["train_iqr_ms"]),
             fmt_ms(s["predict_median_ms"]), fmt(s["train_samples_per_s"], ".0f"), fmt(s["first_step_s"], ".2f"),
             accuracy, reached, speed_text(s["speed_ratio"]), s["lstm_kernel"] or MISSING, s["jit_compile"] or MISSING,
-            fmt(s["harness_vs_plain"], ".3f")]
+            fmt(s["harness_vs_plain"], ".3f"), fmt(s["keras_vs_native_train"], ".2f"),
+            fmt(s["keras_vs_native_predict"], ".2f")]
 
 
 def render_markdown(rows: Sequence[Row], warnings: Sequence[str] = ()) -> str:

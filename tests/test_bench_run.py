@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import native
 from bench.backend import selected_backend
 from bench.results import SCHEMA_VERSION
 
@@ -41,8 +42,10 @@ def test_result_file_is_named_for_backend_device_and_profile(tiny_run):
 def test_benchmark_names_carry_backend_and_device(tiny_run):
     _, doc = tiny_run
     label = f"{selected_backend()}-cpu"
-    assert sorted(b["name"] for b in doc["benchmarks"]) == [
-        f"test_accuracy[{label}]", f"test_predict_step[{label}]", f"test_train_step[{label}]"]
+    kinds = ["accuracy", "predict_step", "train_step"]
+    if native.is_supported():
+        kinds += ["native_predict_step", "native_train_step"]
+    assert sorted(b["name"] for b in doc["benchmarks"]) == sorted(f"test_{kind}[{label}]" for kind in kinds)
 
 
 def test_run_block_records_schema_and_completion(tiny_run):
@@ -56,6 +59,7 @@ def test_run_block_records_schema_and_completion(tiny_run):
 def test_step_benchmarks_record_stats_and_context(tiny_run):
     _, doc = tiny_run
     step = next(b for b in doc["benchmarks"] if b["name"].startswith("test_train_step"))
+    assert "implementation" not in step["extra_info"]
     assert step["stats"]["rounds"] == 5 and len(step["stats"]["data"]) == 5  # warm-up excluded
     info = step["extra_info"]
     for key in ("keras", selected_backend(), "device_name", "jit_compile", "lstm_kernel", "first_step_s",
