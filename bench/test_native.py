@@ -12,22 +12,16 @@ pytestmark = pytest.mark.skipif(not native.is_supported(), reason=native.UNSUPPO
 
 
 def test_native_train_step(benchmark, target, shape, model, imdb, settings, record):
-    batch_size, maxlen = shape
-    profile = settings.profile
-    batches = timing.stage_batches(imdb.x_train[:, -maxlen:], imdb.y_train, batch_size, profile.staged_batches)
-    step = native.native_train_step(model, batches)
-    measured = timing.measure_step(benchmark, step, rounds=profile.train_rounds,
-                                   warmup_rounds=profile.warmup_rounds, batch_size=batch_size)
-    record(benchmark, model, batch_size=batch_size, maxlen=maxlen, staged_batches=len(batches), **measured,
-           **native.describe())
+    p = settings.profile
+    measured = timing.bench_step(benchmark, lambda batches: native.native_train_step(model, batches), imdb.x_train,
+                                 imdb.y_train, shape, rounds=p.train_rounds, warmup_rounds=p.warmup_rounds,
+                                 staged_batches=p.staged_batches)
+    record(benchmark, model, **measured, **native.describe())
 
 
 def test_native_predict_step(benchmark, target, shape, model, imdb, settings, record):
-    batch_size, maxlen = shape
-    profile = settings.profile
-    batches = timing.stage_batches(imdb.x_test[:, -maxlen:], imdb.y_test, batch_size, profile.staged_batches)
-    step = native.native_predict_step(model, batches)
-    measured = timing.measure_step(benchmark, step, rounds=profile.predict_rounds,
-                                   warmup_rounds=profile.warmup_rounds, batch_size=batch_size)
-    record(benchmark, model, batch_size=batch_size, maxlen=maxlen, staged_batches=len(batches), **measured,
-           **native.describe())
+    p = settings.profile
+    measured = timing.bench_step(benchmark, lambda batches: native.native_predict_step(model, batches), imdb.x_test,
+                                 imdb.y_test, shape, rounds=p.predict_rounds, warmup_rounds=p.warmup_rounds,
+                                 staged_batches=p.staged_batches)
+    record(benchmark, model, **measured, **native.describe())

@@ -88,3 +88,14 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
         "plain_loop_median_s": plain_median,
         "harness_vs_plain": median / plain_median,
     }
+
+
+def bench_step(benchmark: Any, make_step: Callable[[list], Callable[[], Any]], x: np.ndarray, y: np.ndarray,
+               shape: tuple[int, int], *, rounds: int, warmup_rounds: int, staged_batches: int) -> dict:
+    """Stage batches of ``shape`` (batch size, maxlen), time ``make_step(batches)``; returns extra_info."""
+    batch_size, maxlen = shape
+    # The data is pre-padded: its last ``maxlen`` columns are the reviews padded/truncated to maxlen.
+    batches = stage_batches(x[:, -maxlen:], y, batch_size, staged_batches)
+    measured = measure_step(benchmark, make_step(batches), rounds=rounds, warmup_rounds=warmup_rounds,
+                            batch_size=batch_size)
+    return {"batch_size": batch_size, "maxlen": maxlen, "staged_batches": len(batches), **measured}
