@@ -74,14 +74,19 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
                  batch_size: int) -> dict:
     """Time ``step`` with pytest-benchmark and return what extra_info should record.
 
-    The first call (trace/compile) is timed on its own and kept out of the statistics. After the
-    harness's rounds, the same step is timed again in a plain loop: ``harness_vs_plain`` near 1.0
-    shows that the harness adds nothing measurable.
+    The first call (trace/compile) is timed on its own and kept out of the statistics, then the
+    warm-up rounds run untimed. The same step is also timed in a plain loop, half before and half
+    after the harness's rounds so that a drift over time cancels out: ``harness_vs_plain`` near
+    1.0 shows that the harness adds nothing measurable.
     """
     first_step_s = time_call(step)
-    benchmark.pedantic(step, rounds=rounds, warmup_rounds=warmup_rounds, iterations=1)
+    for _ in range(warmup_rounds):
+        step()
+    before = plain_loop(step, rounds // 2)
+    benchmark.pedantic(step, rounds=rounds, warmup_rounds=0, iterations=1)
+    after = plain_loop(step, rounds - rounds // 2)
     median = benchmark.stats.stats.median
-    plain_median = float(np.median(plain_loop(step, rounds)))
+    plain_median = float(np.median(np.concatenate([before, after])))
     return {
         "first_step_s": first_step_s,
         "samples_per_s": batch_size / median,
