@@ -10,8 +10,9 @@ Noise rule for latency. A benchmark is a REGRESSION only when both hold:
    the faster half of the current rounds is slower than the slower half of the baseline rounds).
 
 A change past the threshold whose ranges overlap is reported "within noise" and does not fail.
-Faster is judged the same way, mirrored. Where a side has no quartiles, or one round (the accuracy
-benchmark's epoch time with one epoch), its range is just its median, so the threshold alone decides.
+Faster is judged the same way, mirrored. A side with fewer than ``MIN_ROUNDS`` rounds (the accuracy
+benchmark's epoch times) has no spread to judge noise by: its change is shown, marked "not gated",
+and never fails (two runs of the same code measured one-epoch times 12% apart on this machine).
 
 Accuracy (test_accuracy): a REGRESSION when final val_accuracy fell by more than ``accuracy_drop``
 (absolute), when the current run has none while the baseline had one, or when its training
@@ -30,6 +31,7 @@ from bench.results import write_atomic
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ACCURACY_DROP = 0.02
+MIN_ROUNDS = 5  # fewer timed rounds than this give no usable spread for the noise rule
 _EPS = 1e-12  # so a drop of exactly the tolerance, give or take float rounding, does not fail
 
 
@@ -116,7 +118,9 @@ def _latency(b: Row, c: Row, threshold: float, note: str) -> Change:
     (b_q1, b_q3), (c_q1, c_q3) = change.baseline_range, change.current_range
     slower = c.median_ms > b.median_ms * (1 + threshold)
     faster = c.median_ms < b.median_ms * (1 - threshold)
-    if slower and c_q1 > b_q3:
+    if min(b.rounds or 0, c.rounds or 0) < MIN_ROUNDS:
+        change.verdict = "not gated (too few rounds)" if slower or faster else "ok"
+    elif slower and c_q1 > b_q3:
         change.verdict, change.regression = "REGRESSION (slower)", True
     elif faster and c_q3 < b_q1:
         change.verdict = "faster"

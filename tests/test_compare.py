@@ -38,6 +38,15 @@ def test_clear_slowdown_with_tight_spread_is_a_regression(tmp_path):
     assert verdicts(changes)[("test_predict_step", "latency")] == "ok"
 
 
+def test_one_round_timings_are_shown_but_not_gated(tmp_path):
+    # One-epoch times of the same code moved 12% between two runs here: no spread, no gate.
+    base = files(tmp_path, "base", make_result("torch", epoch=(100.0, 0.0)))
+    cur = files(tmp_path, "cur", make_result("torch", epoch=(150.0, 0.0)))
+    changes, regressions = cmp.compare([base], [cur])
+    assert not regressions
+    assert verdicts(changes)[("test_accuracy", "latency")] == "not gated (too few rounds)"
+
+
 def test_slowdown_inside_the_spread_is_not_a_regression(tmp_path):
     # 15% slower, past the threshold, but the IQRs overlap (Q1 0.0915 < baseline Q3 0.115).
     base = files(tmp_path, "base", make_result("jax", train=(0.100, 0.030)))
