@@ -14,6 +14,7 @@ import pytest
 from bench import backend, results
 from bench import settings as run_settings
 from bench.data import Dataset, DataSourceError, load_imdb
+from bench.variants import check_supported
 
 _STATE = pytest.StashKey[dict]()
 
@@ -29,6 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = run_settings.from_options(config.getoption, str(config.rootpath))
         name = backend.selected_backend()
         backend.check_backend(name)
+        check_supported(settings.variant, name)
         backend.prepare_environment(settings.device)
         device = backend.configure(settings.device, settings.threads)
     except (backend.BackendError, ValueError) as exc:

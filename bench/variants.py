@@ -18,6 +18,19 @@ VARIANTS: dict[str, dict] = {
 }
 
 
+# Variants Keras refuses on a backend, and Keras's reason: refused up front, not mid-run.
+UNSUPPORTED: dict[tuple[str, str], str] = {
+    ("spe8", "torch"): "Keras's PyTorch trainer requires steps_per_execution=1",
+}
+
+
+def check_supported(name: str, backend: str) -> None:
+    """Raise ValueError when Keras does not support variant ``name`` on ``backend``."""
+    reason = UNSUPPORTED.get((name, backend))
+    if reason:
+        raise ValueError(f"variant {name!r} cannot run on the {backend} backend: {reason}.")
+
+
 def get_variant(name: str) -> dict:
     try:
         return VARIANTS[name]
