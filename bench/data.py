@@ -78,7 +78,7 @@ def load_imdb(
     if source not in SOURCES:
         raise DataSourceError(f"unknown dataset source {source!r}; choose one of {', '.join(SOURCES)}.")
     path = path or os.environ.get(IMDB_ENV) or None
-    start = time.perf_counter()
+    start = time.perf_counter()  # host work only (file reads, tokenizing): no device to sync
     if source == "auto":
         dataset = _auto(max_features, maxlen, train_samples, test_samples, path, cache_dir)
     elif source == "keras":

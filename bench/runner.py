@@ -59,7 +59,7 @@ def _run_one(name: str, pytest_args: list[str], run_dir: Path) -> Outcome:
     command = [sys.executable, "-m", "pytest", "bench/", "-v", "-p", "no:cacheprovider",
                "--results-dir", str(run_dir), *pytest_args]
     env = {**os.environ, "KERAS_BACKEND": name, "PYTHONUNBUFFERED": "1"}
-    start = time.perf_counter()
+    start = time.perf_counter()  # wall time of a whole child process: no device sync involved
     with open(log, "w") as fh:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1)
