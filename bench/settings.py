@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from bench.backend import DEVICES
@@ -29,14 +30,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def bounded_int(limit: int):
+def bounded_int(limit: int) -> Callable[[str], int]:
+    """argparse type: an integer from 1 to ``limit``."""
+
     def parse(text: str) -> int:
         value = positive_int(text)
         if value > limit:
             raise argparse.ArgumentTypeError(f"{value} is larger than the supported maximum {limit}")
         return value
 
-    parse.__name__ = "positive_int"
     return parse
 
 
@@ -91,7 +93,7 @@ OPTIONS: list[tuple[str, dict]] = [
 ]
 
 
-def from_options(get: callable, root: str) -> RunSettings:
+def from_options(get: Callable[[str], object], root: str) -> RunSettings:
     """Settings from parsed options; ``get(dest)`` returns an option's value."""
     profile = get_profile(get("profile"))
     overrides = {"epochs": get("epochs") or profile.epochs, **get_variant(get("variant"))}
