@@ -10,7 +10,7 @@ IMDB_ARCHIVE := ../shared/data/aclImdb_v1_labeled.tar.gz
 KERASBENCH_IMDB ?= $(if $(wildcard $(IMDB_ARCHIVE)),$(abspath $(IMDB_ARCHIVE)))
 export KERASBENCH_IMDB
 
-.PHONY: venv bench test lint clean
+.PHONY: venv bench test lint report clean
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ test: venv lint
 		echo "=== tests under KERAS_BACKEND=$$b"; \
 		KERAS_BACKEND=$$b $(BIN)/python -m pytest tests -q || status=1; \
 	done; exit $$status
+
+# The committed reference report: rebuilt only when asked, from the committed reference results.
+report: venv
+	$(BIN)/python -m bench report results/baseline --output results/REPORT.md --plots results/baseline
 
 lint: venv
 	$(BIN)/ruff check .

@@ -8,25 +8,18 @@ write another and list it in SUBCOMMANDS.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Only light modules here: `report` and `compare` must not import Keras or a backend.
 from bench import compare as cmp
-from bench import report, runner
-from bench.backend import BACKENDS, DEVICES
-from bench.profiles import DEFAULT_PROFILE, PROFILES
+from bench import plots, report, results, runner, settings
+from bench.backends import BACKENDS
 
 
 class UsageError(Exception):
     """A problem the user can fix; printed as one line, exit code 2."""
-
-
-def results_dir() -> Path:
-    """Where result files are, as for the benchmarks: $KERASBENCH_RESULTS or results/."""
-    return Path(os.environ.get("KERASBENCH_RESULTS") or "results")
 
 
 def fraction(text: str) -> float:
@@ -43,15 +36,18 @@ def fraction(text: str) -> float:
     return value
 
 
-def _load(paths: Sequence[str], what: str) -> tuple[list[report.Row], list[str]]:
-    runs, warnings = report.load_results(paths)
+def _load(paths: Sequence[str | Path], what: str) -> tuple[list[results.Result], list[str]]:
+    try:
+        runs, warnings = results.load(paths)
+    except results.SchemaError as exc:
+        raise UsageError(f"damaged result file: {exc}") from None
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    rows = report.rows_of(runs)
-    if not rows:
+    found = results.results_of(runs)
+    if not found:
         where = " ".join(map(str, paths))
         raise UsageError(f"no readable results in {what + ' ' if what else ''}{where}")
-    return rows, warnings
+    return found, warnings
 
 
 # --------------------------------------------------------------------------------------------- run
@@ -59,14 +55,22 @@ def _load(paths: Sequence[str], what: str) -> tuple[list[report.Row], list[str]]
 def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="pytest bench/ under each backend, then the comparison table",
                        description="Run the benchmarks once per backend, each in its own process, going on past "
-                                   "a failing backend; ends with the comparison table. Options after -- go to pytest.")
+                                   "a failing backend; ends with the comparison table, written to the run folder. "
+                                   "Benchmark options are the plugin's own (pytest bench/ --help); options after "
+                                   "-- go to pytest as they are.")
     p.add_argument("--backends", type=backend_list, default=list(BACKENDS), metavar="LIST",
                    help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
-    p.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE, help="run size (default: quick)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto, cpu or gpu (default: auto)")
-    p.add_argument("--run-dir", default=None, help="where this run's results go (default: results/runs/<time>)")
+    p.add_argument("--run-dir", default=None,
+                   help="where this run's results, logs and report go (default: <results>/runs/<time>)")
+    for flag, kwargs in settings.OPTIONS:
+        if flag not in RUN_OWN:
+            # The plugin's own definition: values are checked here, and only those given are forwarded.
+            p.add_argument(flag, **{**kwargs, "default": argparse.SUPPRESS})
     p.add_argument("pytest_args", nargs=argparse.REMAINDER, help="further pytest options, after --")
     p.set_defaults(handler=run_run)
+
+
+RUN_OWN = ("--results-dir",)  # `run` puts results in its run folder (--run-dir)
 
 
 def backend_list(text: str) -> list[str]:
@@ -79,17 +83,25 @@ def backend_list(text: str) -> list[str]:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir) if args.run_dir else runner.default_run_dir(results_dir())
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else runner.default_run_dir(settings.results_dir())
+    forwarded = []
+    for flag, _ in settings.OPTIONS:
+        dest = flag.removeprefix("--").replace("-", "_")
+        if hasattr(args, dest):
+            forwarded += [flag, str(getattr(args, dest))]
     extra = [a for a in args.pytest_args if a != "--"]
-    outcomes = runner.run_backends(args.backends, ["--profile", args.profile, "--device", args.device, *extra],
-                                   run_dir)
+    outcomes = runner.run_backends(args.backends, [*forwarded, *extra], run_dir)
     print("\n" + runner.summary(outcomes))
-    runs, warnings = report.load_results([run_dir])
-    rows = report.rows_of(runs)
-    if rows:
-        text = report.write_report(rows, warnings, "md", results_dir() / "REPORT.md")
-        print(text, end="")
-        for path in report.plot(rows, run_dir):
+    try:
+        runs, warnings = results.load([run_dir])
+    except results.SchemaError as exc:
+        raise UsageError(f"damaged result file: {exc}") from None
+    found = results.results_of(runs)
+    if found:
+        output = run_dir / "REPORT.md"
+        print(report.write_report(found, warnings, "md", output), end="")
+        print(f"wrote {output}", file=sys.stderr)
+        for path in plots.plot(found, run_dir):
             print(f"wrote {path}", file=sys.stderr)
     return 0 if all(o.ok or o.status == "not installed" for o in outcomes) else 1
 
@@ -103,19 +115,17 @@ def add_report(sub: argparse._SubParsersAction) -> None:
                    help="result files or folders of them (default: $KERASBENCH_RESULTS or results/)")
     p.add_argument("--format", choices=report.FORMATS, default="md", help="output format (default: md)")
     p.add_argument("--output", metavar="PATH", default=None,
-                   help="also write the report here (default for md: <results>/REPORT.md; csv/json: print only)")
+                   help="also write the report to this file (e.g. results/REPORT.md); default: print only")
     p.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots into DIR")
     p.set_defaults(handler=run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
-    paths = args.paths or [str(results_dir())]
-    rows, warnings = _load(paths, "")
+    paths = args.paths or [settings.results_dir()]
+    found, warnings = _load(paths, "")
     output = args.output
-    if output is None and args.format == "md":
-        output = results_dir() / "REPORT.md"
     try:
-        text = report.write_report(rows, warnings, args.format, output)
+        text = report.write_report(found, warnings, args.format, output)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     print(text, end="" if text.endswith("\n") else "\n")
@@ -123,7 +133,7 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"wrote {output}", file=sys.stderr)
     if args.plots:
         try:
-            written = report.plot(rows, args.plots)
+            written = plots.plot(found, args.plots)
         except ImportError:
             raise UsageError("--plots needs matplotlib: pip install 'kerasbench[report]'") from None
         for path in written:
@@ -156,7 +166,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     baseline, _ = _load([args.baseline], "baseline")
     current, _ = _load([args.current], "current")
-    changes, regressions = cmp.compare_rows(baseline, current, args.threshold, args.accuracy_drop)
+    changes, regressions = cmp.compare_results(baseline, current, args.threshold, args.accuracy_drop)
     print(cmp.render_comparison(changes, args.format, args.threshold, args.accuracy_drop), end="")
     try:
         if args.export_github_action:

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report import GroupKey, Row, fmt_ms, latest, load_results, rows_of, table
-from bench.results import write_atomic
+from bench.report import fmt_ms, latest, table
+from bench.results import GroupKey, Result, load, results_of, write_json_atomic
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ACCURACY_DROP = 0.02
@@ -61,22 +61,22 @@ def compare(baseline_paths: Iterable[str | os.PathLike], current_paths: Iterable
             accuracy_drop: float = DEFAULT_ACCURACY_DROP) -> tuple[list[Change], list[Change]]:
     """Compare result files or folders; returns (every change, the regressions among them).
 
-    Unreadable files are skipped (``report.load_results`` names them); a side with nothing
-    readable raises NoResultsError.
+    Unreadable files are skipped (``results.load`` names them); a side with nothing readable
+    raises NoResultsError.
     """
     sides = []
     for label, paths in (("baseline", baseline_paths), ("current", current_paths)):
         paths = list(paths)
-        rows = rows_of(load_results(paths)[0])
-        if not rows:
+        found = results_of(load(paths)[0])
+        if not found:
             raise NoResultsError(f"no readable results in {label} {', '.join(map(str, paths)) or '(none)'}")
-        sides.append(rows)
-    return compare_rows(sides[0], sides[1], threshold, accuracy_drop)
+        sides.append(found)
+    return compare_results(sides[0], sides[1], threshold, accuracy_drop)
 
 
-def compare_rows(baseline: Sequence[Row], current: Sequence[Row], threshold: float = DEFAULT_THRESHOLD,
+def compare_results(baseline: Sequence[Result], current: Sequence[Result], threshold: float = DEFAULT_THRESHOLD,
                  accuracy_drop: float = DEFAULT_ACCURACY_DROP) -> tuple[list[Change], list[Change]]:
-    """Like ``compare``, on rows already loaded."""
+    """Like ``compare``, on results already loaded."""
     if threshold < 0 or accuracy_drop < 0:
         raise ValueError("threshold and accuracy_drop must be >= 0")
     key = lambda r: (r.name, r.group)
@@ -91,8 +91,7 @@ def compare_rows(baseline: Sequence[Row], current: Sequence[Row], threshold: flo
             changes.append(Change(name, group, "latency", b and b.median_ms, c and c.median_ms, None, verdict,
                                   baseline_range=b and _range(b), current_range=c and _range(c), note=note))
             if only.kind == "accuracy":
-                changes.append(Change(name, group, "val_accuracy", b and b.final_val_accuracy,
-                                      c and c.final_val_accuracy, None, verdict, note=note))
+                changes.append(Change(name, group, "val_accuracy", _final(b), _final(c), None, verdict, note=note))
             continue
         note = _note(b, c)
         changes.append(_latency(b, c, threshold, note))
@@ -101,15 +100,19 @@ def compare_rows(baseline: Sequence[Row], current: Sequence[Row], threshold: flo
     return changes, [ch for ch in changes if ch.regression]
 
 
-def _range(row: Row) -> tuple[float, float] | None:
-    if row.median_ms is None:
-        return None
-    q1 = row.q1_ms if row.q1_ms is not None else row.median_ms
-    q3 = row.q3_ms if row.q3_ms is not None else row.median_ms
-    return q1, q3
+def _range(r: Result) -> tuple[float, float] | None:
+    return None if r.stats is None else (r.ms("q1"), r.ms("q3"))
 
 
-def _latency(b: Row, c: Row, threshold: float, note: str) -> Change:
+def _final(r: Result | None) -> float | None:
+    return r.accuracy.final_val_accuracy if r is not None and r.accuracy else None
+
+
+def _rounds(r: Result) -> int:
+    return r.stats.rounds if r.stats else 0
+
+
+def _latency(b: Result, c: Result, threshold: float, note: str) -> Change:
     change = Change(b.name, b.group, "latency", b.median_ms, c.median_ms, None, "no data",
                     baseline_range=_range(b), current_range=_range(c), note=note)
     if b.median_ms is None or c.median_ms is None or b.median_ms <= 0:
@@ -118,7 +121,7 @@ def _latency(b: Row, c: Row, threshold: float, note: str) -> Change:
     (b_q1, b_q3), (c_q1, c_q3) = change.baseline_range, change.current_range
     slower = c.median_ms > b.median_ms * (1 + threshold)
     faster = c.median_ms < b.median_ms * (1 - threshold)
-    if min(b.rounds or 0, c.rounds or 0) < MIN_ROUNDS:
+    if min(_rounds(b), _rounds(c)) < MIN_ROUNDS:
         change.verdict = "not gated (too few rounds)" if slower or faster else "ok"
     elif slower and c_q1 > b_q3:
         change.verdict, change.regression = "REGRESSION (slower)", True
@@ -131,19 +134,19 @@ def _latency(b: Row, c: Row, threshold: float, note: str) -> Change:
     return change
 
 
-def _accuracy(b: Row, c: Row, tolerance: float, note: str) -> Change:
-    change = Change(b.name, b.group, "val_accuracy", b.final_val_accuracy, c.final_val_accuracy, None, "ok",
-                    note=note)
-    failed = lambda row: row.status not in (None, "ok")
+def _accuracy(b: Result, c: Result, tolerance: float, note: str) -> Change:
+    before, after = _final(b), _final(c)
+    change = Change(b.name, b.group, "val_accuracy", before, after, None, "ok", note=note)
+    failed = lambda r: r.accuracy is not None and r.accuracy.status != "ok"
     if failed(c) and not failed(b):
         change.verdict, change.regression = "REGRESSION (training failed)", True
-        change.note = "; ".join(filter(None, [note, str(c.status)]))
-    elif b.final_val_accuracy is not None and c.final_val_accuracy is None:
+        change.note = "; ".join(filter(None, [note, c.accuracy.status]))
+    elif before is not None and after is None:
         change.verdict, change.regression = "REGRESSION (no accuracy)", True
-    elif b.final_val_accuracy is None or c.final_val_accuracy is None:
+    elif before is None or after is None:
         change.verdict = "no data"
     else:
-        delta = c.final_val_accuracy - b.final_val_accuracy
+        delta = after - before
         change.change = delta * 100
         if -delta > tolerance + _EPS:
             change.verdict, change.regression = "REGRESSION (accuracy)", True
@@ -152,14 +155,15 @@ def _accuracy(b: Row, c: Row, tolerance: float, note: str) -> Change:
     return change
 
 
-def _note(b: Row, c: Row) -> str:
+def _note(b: Result, c: Result) -> str:
     """What differs between the two runs besides the code under test."""
+    bc, cc = b.context, c.context
     notes = [f"{label} {x} → {y}" for label, x, y in (
-        ("device", b.device_name, c.device_name), ("keras", b.keras, c.keras),
-        (b.backend, b.backend_version, c.backend_version)) if x != y]
-    if not c.finished:
+        ("device", bc.device_name, cc.device_name), ("keras", bc.keras, cc.keras),
+        (b.backend, bc.backend_version, cc.backend_version)) if x != y]
+    if not c.run.finished:
         notes.append("current run incomplete")
-    if not b.finished:
+    if not b.run.finished:
         notes.append("baseline run incomplete")
     return "; ".join(notes)
 
@@ -209,21 +213,26 @@ def render_comparison(changes: Sequence[Change], style: str = "md", threshold: f
 
 # ---------------------------------------------------------------------------------------- exports
 
-def export_name(row: Row) -> str:
+def export_name(r: Result) -> str:
     """A stable benchmark name for dashboards: the test id plus its comparison group."""
-    g = row.group
-    return f"{row.name} ({g.profile}, {g.dataset}, batch {g.batch_size}, maxlen {g.maxlen})"
+    g = r.group
+    return f"{r.name} ({g.profile}, {g.dataset}, batch {g.batch_size}, maxlen {g.maxlen})"
 
 
-def _extra(row: Row) -> str:
-    parts = [f"median of {row.rounds} rounds"]
-    if row.q1_ms is not None and row.q3_ms is not None:
-        parts.append(f"Q1: {row.q1_ms:.3f} ms, Q3: {row.q3_ms:.3f} ms")
-    parts.append(f"keras {row.keras}, {row.backend} {row.backend_version}, {row.device_name}")
+def _extra(r: Result) -> str:
+    parts = [f"median of {_rounds(r)} rounds"]
+    if r.stats is not None:
+        parts.append(f"Q1: {r.ms('q1'):.3f} ms, Q3: {r.ms('q3'):.3f} ms")
+    c = r.context
+    parts.append(f"keras {c.keras}, {c.backend} {c.backend_version}, {c.device_name}")
     return "\n".join(parts)
 
 
-def github_action_benchmark(rows: Sequence[Row]) -> dict[str, list[dict]]:
+def _throughput(r: Result) -> float | None:
+    return r.step.samples_per_s if r.step else None
+
+
+def github_action_benchmark(results: Sequence[Result]) -> dict[str, list[dict]]:
     """github-action-benchmark input for ``tool: customSmallerIsBetter`` and ``customBiggerIsBetter``.
 
     Each list holds {"name", "unit", "value", "range", "extra"} entries ("range" and "extra" are
@@ -231,59 +240,56 @@ def github_action_benchmark(rows: Sequence[Row]) -> dict[str, list[dict]]:
     """
     smaller: list[dict] = []
     bigger: list[dict] = []
-    for row in latest(rows, lambda r: (r.name, r.group)):
-        name = export_name(row)
-        if row.median_ms is not None:
-            entry = {"name": f"{name} latency", "unit": "ms", "value": round(row.median_ms, 4)}
-            if row.iqr_ms is not None:
-                entry["range"] = f"± {row.iqr_ms / 2:.4f}"  # half the IQR: the median's middle-half spread
-            entry["extra"] = _extra(row)
+    for r in latest(results, lambda r: (r.name, r.group)):
+        name = export_name(r)
+        if r.median_ms is not None:
+            entry = {"name": f"{name} latency", "unit": "ms", "value": round(r.median_ms, 4),
+                     "range": f"± {r.ms('iqr') / 2:.4f}",  # half the IQR: the median's middle-half spread
+                     "extra": _extra(r)}
             smaller.append(entry)
-        if row.final_val_accuracy is not None:
-            bigger.append({"name": f"{name} val_accuracy", "unit": "accuracy",
-                           "value": round(row.final_val_accuracy, 6), "extra": _extra(row)})
-        if row.samples_per_s is not None:
-            bigger.append({"name": f"{name} throughput", "unit": "samples/s",
-                           "value": round(row.samples_per_s, 3), "extra": _extra(row)})
+        if _final(r) is not None:
+            bigger.append({"name": f"{name} val_accuracy", "unit": "accuracy", "value": round(_final(r), 6),
+                           "extra": _extra(r)})
+        if _throughput(r) is not None:
+            bigger.append({"name": f"{name} throughput", "unit": "samples/s", "value": round(_throughput(r), 3),
+                           "extra": _extra(r)})
     return {"customSmallerIsBetter": smaller, "customBiggerIsBetter": bigger}
 
 
-def write_github_action_benchmark(rows: Sequence[Row], folder: str | os.PathLike) -> list[Path]:
+def write_github_action_benchmark(results: Sequence[Result], folder: str | os.PathLike) -> list[Path]:
     """Write ``customSmallerIsBetter.json`` and ``customBiggerIsBetter.json`` into ``folder``.
 
     Two files because one github-action-benchmark step reads one file with one ``tool``.
     """
     written = []
-    for tool, entries in github_action_benchmark(rows).items():
+    for tool, entries in github_action_benchmark(results).items():
         path = Path(folder) / f"{tool}.json"
-        write_atomic(path, entries)
+        write_json_atomic(path, entries)
         written.append(path)
     return written
 
 
-def bencher_metric_format(rows: Sequence[Row]) -> dict[str, dict]:
+def bencher_metric_format(results: Sequence[Result]) -> dict[str, dict]:
     """Bencher Metric Format: {benchmark: {"latency": {value, lower_value, upper_value} in ns, ...}}.
 
     Latency bounds are Q1 and Q3; "throughput" is samples/s; "accuracy" is final val_accuracy.
     """
     document: dict[str, dict] = {}
-    for row in latest(rows, lambda r: (r.name, r.group)):
+    for r in latest(results, lambda r: (r.name, r.group)):
         measures: dict[str, dict] = {}
-        if row.median_ms is not None:
-            latency = {"value": row.median_ms * 1e6}
-            if row.q1_ms is not None and row.q3_ms is not None:
-                latency |= {"lower_value": row.q1_ms * 1e6, "upper_value": row.q3_ms * 1e6}
-            measures["latency"] = latency
-        if row.samples_per_s is not None:
-            measures["throughput"] = {"value": row.samples_per_s}
-        if row.final_val_accuracy is not None:
-            measures["accuracy"] = {"value": row.final_val_accuracy}
+        if r.stats is not None:
+            measures["latency"] = {"value": r.median_ms * 1e6, "lower_value": r.ms("q1") * 1e6,
+                                   "upper_value": r.ms("q3") * 1e6}
+        if _throughput(r) is not None:
+            measures["throughput"] = {"value": _throughput(r)}
+        if _final(r) is not None:
+            measures["accuracy"] = {"value": _final(r)}
         if measures:
-            document[export_name(row)] = measures
+            document[export_name(r)] = measures
     return document
 
 
-def write_bencher(rows: Sequence[Row], path: str | os.PathLike) -> Path:
+def write_bencher(results: Sequence[Result], path: str | os.PathLike) -> Path:
     path = Path(path)
-    write_atomic(path, bencher_metric_format(rows))
+    write_json_atomic(path, bencher_metric_format(results))
     return path

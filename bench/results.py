@@ -1,25 +1,245 @@
-"""What a result file holds, where it goes, and how it is written (atomically, as it goes).
+"""THE result file: typed records, one writer, one loader, the schema version check.
 
-A result file is pytest-benchmark's own JSON (so ``pytest-benchmark compare`` and CI tools read
-it) plus a ``kerasbench`` block: schema version, run settings, and whether the run finished.
-It is rewritten after every benchmark, so a crash keeps everything measured before it.
+A result file is pytest-benchmark's own JSON (so ``pytest-benchmark compare`` and CI tools read it)
+plus two things of ours:
+
+* a ``kerasbench`` block for the run (``RunInfo``): schema version, settings, whether it finished;
+* in every benchmark's ``extra_info`` a ``Record``: the benchmark's ``kind``, its ``Context``
+  (where and how it ran) and its kind's metrics (``StepMetrics`` or ``AccuracyMetrics``).
+
+Writers build records; ``write`` stores them atomically (the file is rewritten after every
+benchmark, so a crash keeps everything measured before it). Readers (report, plots, compare)
+call ``load`` and get ``Result`` objects; nothing else parses these files. A file of the current
+schema with a key missing raises ``SchemaError`` naming the file and the key; files of schema 1
+are upgraded as they are read. This module imports nothing of how timing or training works.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STEP_KINDS = ("train_step", "predict_step", "native_train_step", "native_predict_step")
+KINDS = (*STEP_KINDS, "accuracy")
+REPORT_MARKER = "kerasbench_report"  # report.py's JSON output: not a result file, skipped silently
 
+
+class SchemaError(ValueError):
+    """A result file of the current schema lacks a key or has a wrong value; names file and key."""
+
+
+# ------------------------------------------------------------------------------------------ records
+
+@dataclass(frozen=True)
+class Context:
+    """Where and how one benchmark ran: what makes two numbers comparable, or not."""
+
+    backend: str
+    backend_version: str
+    keras: str
+    device: str  # "cpu" or "gpu", as resolved
+    device_name: str
+    profile: str
+    variant: str
+    dataset_requested: str
+    device_requested: str
+    batch_size: int  # as this benchmark ran it (a sweep point may differ from the settings)
+    maxlen: int
+    epochs: int
+    threads: int
+    seed: int
+    model_config: dict
+    dataset: dict  # bench.data.Dataset.info(): "source" always, the rest by source
+    jit_compile: bool | str  # what jit_compile="auto" resolved to
+    lstm_kernel: str  # which LSTM implementation ran
+    memory: dict  # host RSS growth and peak; the device allocator's peak on GPU
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """A step benchmark (train, predict, or their native references): one timed round is one step."""
+
+    staged_batches: int
+    first_step_s: float  # the trace/compile call, timed apart from the statistics
+    samples_per_s: float
+    plain_loop_median_s: float
+    harness_vs_plain: float  # harness median / plain perf_counter loop median of the same step
+    implementation: str = "keras"  # or "native"
+    native_kernel: str | None = None
+
+
+@dataclass(frozen=True)
+class AccuracyMetrics:
+    """The accuracy benchmark: one timed round is one epoch of fit plus validation."""
+
+    status: str  # "ok" or "failed: <why>"
+    history: list  # one dict per epoch: epoch, seconds, loss, accuracy, val_loss, val_accuracy
+    final_val_accuracy: float | None
+    target_accuracy: float
+    time_to_accuracy_s: float | None
+    train_samples_used: int
+    val_samples_used: int
+    first_epoch_s: float | None
+
+
+Metrics = StepMetrics | AccuracyMetrics
+
+
+@dataclass(frozen=True)
+class Record:
+    """What one benchmark records in its extra_info."""
+
+    kind: str
+    context: Context
+    metrics: Metrics
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown benchmark kind {self.kind!r}; one of {', '.join(KINDS)}")
+        expected = AccuracyMetrics if self.kind == "accuracy" else StepMetrics
+        if not isinstance(self.metrics, expected):
+            raise TypeError(f"a {self.kind} record takes {expected.__name__}, not {type(self.metrics).__name__}")
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "context": asdict(self.context), "metrics": asdict(self.metrics)}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The ``kerasbench`` block: one pytest process under one backend."""
+
+    backend: str
+    device: str
+    device_name: str
+    settings: dict
+    started: str  # ISO time
+    updated: str
+    finished: bool  # False while running, and forever if the run was killed
+    exitstatus: int | None
+    argv: list
+    unrecorded: list = field(default_factory=list)  # benchmarks timed but not recorded (failed mid-way)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def now(cls, *, backend: str, device: dict, settings: dict, started: datetime, finished: bool,
+            exitstatus: int | None, unrecorded: Sequence[str] = ()) -> RunInfo:
+        return cls(backend=backend, device=device["device"], device_name=device["device_name"], settings=settings,
+                   started=started.isoformat(), updated=datetime.now(timezone.utc).isoformat(), finished=finished,
+                   exitstatus=exitstatus, argv=list(sys.argv), unrecorded=list(unrecorded))
+
+
+@dataclass(frozen=True)
+class Stats:
+    """pytest-benchmark's statistics of the timed rounds, in seconds."""
+
+    median: float
+    iqr: float
+    q1: float
+    q3: float
+    mean: float
+    stddev: float
+    min: float
+    max: float
+    rounds: int
+    data: tuple = ()  # every round's time, when the file holds them
+
+
+class GroupKey(NamedTuple):
+    """What makes two benchmarks comparable: same profile, data source, shape and device kind."""
+
+    profile: str
+    dataset: str
+    batch_size: int
+    maxlen: int
+    device: str
+
+    @property
+    def label(self) -> str:
+        return (f"{self.profile} profile · {self.dataset} data · batch {self.batch_size} · "
+                f"maxlen {self.maxlen} · {self.device}")
+
+    @property
+    def slug(self) -> str:
+        return f"{self.profile}-{self.dataset}-bs{self.batch_size}-len{self.maxlen}-{self.device}"
+
+
+@dataclass(frozen=True)
+class Result:
+    """One benchmark of one result file, as read back."""
+
+    file: str
+    name: str
+    run: RunInfo
+    stats: Stats | None  # None only where a file held no statistics
+    record: Record
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+    @property
+    def context(self) -> Context:
+        return self.record.context
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.record.metrics
+
+    @property
+    def backend(self) -> str:
+        return self.context.backend
+
+    @property
+    def group(self) -> GroupKey:
+        c = self.context
+        return GroupKey(c.profile, str(c.dataset["source"]), c.batch_size, c.maxlen, c.device)
+
+    @property
+    def line(self) -> tuple[str, str, str, str]:
+        """Which line of a comparison table this belongs to."""
+        c = self.context
+        return c.backend, c.device_name, c.keras, c.variant
+
+    def ms(self, stat: str) -> float | None:
+        """A statistic (median, iqr, q1, ...) in milliseconds, or None without statistics."""
+        return None if self.stats is None else getattr(self.stats, stat) * 1e3
+
+    @property
+    def median_ms(self) -> float | None:
+        return self.ms("median")
+
+    @property
+    def step(self) -> StepMetrics | None:
+        return self.metrics if isinstance(self.metrics, StepMetrics) else None
+
+    @property
+    def accuracy(self) -> AccuracyMetrics | None:
+        return self.metrics if isinstance(self.metrics, AccuracyMetrics) else None
+
+
+@dataclass
+class Run:
+    """One readable result file and its benchmarks."""
+
+    path: Path
+    info: RunInfo
+    results: list[Result]
+
+
+# -------------------------------------------------------------------------------------------- writing
 
 def result_path(results_dir: str | os.PathLike, label: str, profile: str, started: datetime) -> Path:
-    """``results/<backend>-<device>-<profile>_<time>_<pid>.json``: runs never share a file."""
+    """``<results>/<backend>-<device>-<profile>_<time>_<pid>.json``: runs never share a file."""
     stamp = started.strftime("%Y%m%dT%H%M%S")
     return Path(results_dir) / f"{label}-{profile}_{stamp}_{os.getpid()}.json"
 
@@ -38,9 +258,20 @@ def check_writable(results_dir: str | os.PathLike) -> None:
         ) from None
 
 
-def write_atomic(path: Path, document: dict) -> None:
-    """Write a JSON document atomically (see ``write_text_atomic``)."""
-    write_text_atomic(path, json.dumps(document, indent=2, default=_jsonable))
+def write(path: str | os.PathLike, benchmark_json: dict, run: RunInfo) -> None:
+    """Write a result file: pytest-benchmark's JSON document plus our run block, atomically.
+
+    Every benchmark in ``benchmark_json`` must carry a ``Record`` (``Record.to_json``) as its
+    extra_info: what is written here is what ``load`` reads back.
+    """
+    for bench in benchmark_json.get("benchmarks", []):
+        _parse_record(bench.get("extra_info") or {}, f"benchmark {bench.get('name')}")
+    write_json_atomic(path, {**benchmark_json, "kerasbench": asdict(run)})
+
+
+def write_json_atomic(path: str | os.PathLike, document: Any) -> None:
+    """JSON with null for NaN/Infinity (JavaScript readers reject those tokens), written atomically."""
+    write_text_atomic(path, json.dumps(_finite(document), indent=2, default=_jsonable, allow_nan=False))
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -60,22 +291,6 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def run_block(*, backend: str, device: dict, settings: dict, started: datetime, finished: bool,
-              exitstatus: int | None) -> dict:
-    """The ``kerasbench`` block of a result file."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "backend": backend,
-        **device,
-        "settings": settings,
-        "started": started.isoformat(),
-        "updated": datetime.now(timezone.utc).isoformat(),
-        "finished": finished,  # False while running, and forever if the run was killed
-        "exitstatus": exitstatus,
-        "argv": sys.argv,
-    }
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -83,8 +298,165 @@ def _umask() -> int:
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):  # NumPy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return _finite(value.tolist())
     return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+# -------------------------------------------------------------------------------------------- loading
+
+def load(paths: Iterable[str | os.PathLike]) -> tuple[list[Run], list[str]]:
+    """Read result files and folders (``*.json`` directly inside); return runs and warnings.
+
+    What is not a kerasbench result of a known schema (unreadable, truncated, foreign JSON, another
+    version) is skipped with a warning naming it. A file of the current schema that lacks a key
+    raises ``SchemaError``: that is a bug in a writer, and a default would hide it.
+    """
+    runs: list[Run] = []
+    warnings: list[str] = []
+    seen: set[Path] = set()
+    for path in _expand(paths, warnings):
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            warnings.append(f"{path}: skipped, unreadable ({getattr(exc, 'strerror', None) or exc})")
+            continue
+        except json.JSONDecodeError as exc:
+            warnings.append(f"{path}: skipped, not valid JSON (truncated?): {exc.msg} at line {exc.lineno}")
+            continue
+        if isinstance(document, dict) and REPORT_MARKER in document:
+            continue
+        problem = _not_ours(document)
+        if problem:
+            warnings.append(f"{path}: skipped, {problem}")
+            continue
+        if document["kerasbench"].get("schema_version") == 1:
+            document = upgrade_v1(document)
+        try:
+            runs.append(_parse_run(path, document))
+        except SchemaError as exc:
+            raise SchemaError(f"{path}: {exc}") from None
+    return runs, warnings
+
+
+def results_of(runs: Iterable[Run]) -> list[Result]:
+    return [result for run in runs for result in run.results]
+
+
+def _expand(paths: Iterable[str | os.PathLike], warnings: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            # Not recursive: results/baseline/ must not mix into a report of results/.
+            inside = sorted(p for p in path.glob("*.json") if p.is_file() and not p.name.startswith("."))
+            if not inside:
+                warnings.append(f"{path}: no result files (*.json) in this folder")
+            found.extend(inside)
+        elif path.exists():
+            found.append(path)
+        else:
+            warnings.append(f"{path}: skipped, no such file or folder")
+    return found
+
+
+def _not_ours(document: Any) -> str | None:
+    """Why a parsed document is not a result file this version reads, or None."""
+    if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
+        return "not a pytest-benchmark result (no 'benchmarks' list)"
+    block = document.get("kerasbench")
+    if not isinstance(block, dict):
+        return "not a kerasbench result (no 'kerasbench' block)"
+    version = block.get("schema_version")
+    if version not in (1, SCHEMA_VERSION):
+        return f"schema_version {version!r}, this kerasbench reads 1 and {SCHEMA_VERSION}"
+    return None
+
+
+def _parse_run(path: Path, document: dict) -> Run:
+    info = _build(RunInfo, document["kerasbench"], "kerasbench")
+    results = []
+    for i, bench in enumerate(document["benchmarks"]):
+        if not isinstance(bench, dict) or not isinstance(bench.get("name"), str):
+            raise SchemaError(f"benchmarks[{i}] has no name")
+        where = f"benchmark {bench['name']}"
+        stats = bench.get("stats")
+        results.append(Result(
+            file=str(path), name=bench["name"], run=info,
+            stats=None if stats is None else _build(Stats, _keys(stats, f"{where}: stats"), f"{where}: stats"),
+            record=_parse_record(_keys(bench.get("extra_info"), f"{where}: extra_info"), where),
+        ))
+    return Run(path, info, results)
+
+
+def _parse_record(extra: dict, where: str) -> Record:
+    kind = extra.get("kind")
+    if kind not in KINDS:
+        raise SchemaError(f"{where}: extra_info.kind is {kind!r}, not one of {', '.join(KINDS)}")
+    metrics_type = AccuracyMetrics if kind == "accuracy" else StepMetrics
+    return Record(
+        kind=kind,
+        context=_build(Context, _keys(extra.get("context"), f"{where}: extra_info.context"),
+                       f"{where}: extra_info.context"),
+        metrics=_build(metrics_type, _keys(extra.get("metrics"), f"{where}: extra_info.metrics"),
+                       f"{where}: extra_info.metrics"),
+    )
+
+
+def _keys(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise SchemaError(f"{where} is missing or not an object")
+    return value
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    """``cls(**data)`` for the dataclass's fields; a field without a default must be present."""
+    if not isinstance(data, dict):
+        raise SchemaError(f"{where} is not an object")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            values[f.name] = tuple(data[f.name]) if f.name == "data" else data[f.name]
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SchemaError(f"{where}: missing key {f.name!r}")
+    return cls(**values)
+
+
+# ------------------------------------------------------------------------------------- schema 1 files
+
+_V1_MEMORY = ("host_rss_growth_mib", "host_peak_rss_mib", "device_peak_mib", "device_peak_scope")
+
+
+def upgrade_v1(document: dict) -> dict:
+    """A schema-1 document (flat extra_info, kind in the test name) in schema 2's layout."""
+    step_fields = {f.name for f in dataclasses.fields(StepMetrics)}
+    accuracy_fields = {f.name for f in dataclasses.fields(AccuracyMetrics)}
+    context_fields = {f.name for f in dataclasses.fields(Context)}
+    benchmarks = []
+    for bench in document["benchmarks"]:
+        info = dict(bench.get("extra_info") or {})
+        if not info:
+            continue  # schema 1 kept benchmarks that failed before recording: nothing to report
+        kind = str(bench["name"]).split("[", 1)[0].removeprefix("test_")
+        backend = info.get("backend")
+        context = {k: v for k, v in info.items() if k in context_fields}
+        context["backend_version"] = info.get(backend)
+        context["memory"] = {k: info[k] for k in _V1_MEMORY if k in info}
+        wanted = accuracy_fields if kind == "accuracy" else step_fields
+        metrics = {k: v for k, v in info.items() if k in wanted}
+        benchmarks.append({**bench, "extra_info": {"kind": kind, "context": context, "metrics": metrics}})
+    block = {**document["kerasbench"], "schema_version": SCHEMA_VERSION}
+    return {**document, "benchmarks": benchmarks, "kerasbench": block}

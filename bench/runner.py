@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench import backend
+from bench.backends import BackendError, check_backend
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_TESTS_COLLECTED = 5  # pytest's exit code when no test matched
 
 
 @dataclass
 class Outcome:
     backend: str
-    status: str  # "ok", "not installed", "failed (exit 1)", "killed (SIGKILL)", "interrupted"
+    status: str  # "ok", "not installed", "no benchmark matched", "failed (exit 1)", "killed (SIGKILL)", ...
     seconds: float = 0.0
     log: Path | None = None
 
@@ -35,13 +36,14 @@ class Outcome:
 
 def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path) -> list[Outcome]:
     """Run the benchmarks under each backend in turn; results and logs go to ``run_dir``."""
+    run_dir = run_dir.resolve()  # the children run in the checkout: a relative folder would move
     run_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
     for index, name in enumerate(backends, start=1):
         prefix = f"[{index}/{len(backends)}] {name}"
         try:
-            backend.check_backend(name)
-        except backend.BackendError as exc:
+            check_backend(name)
+        except BackendError as exc:
             print(f"{prefix}: skipped: {exc}", flush=True)
             outcomes.append(Outcome(name, "not installed"))
             continue
@@ -56,7 +58,7 @@ def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path) -> 
 
 def _run_one(name: str, pytest_args: list[str], run_dir: Path) -> Outcome:
     log = run_dir / f"{name}.log"
-    command = [sys.executable, "-m", "pytest", "bench/", "-v", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", "bench/", "-v",
                "--results-dir", str(run_dir), *pytest_args]
     env = {**os.environ, "KERAS_BACKEND": name, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()  # wall time of a whole child process: no device sync involved
@@ -76,6 +78,9 @@ def _run_one(name: str, pytest_args: list[str], run_dir: Path) -> Outcome:
     seconds = time.perf_counter() - start
     if code == 0:
         return Outcome(name, "ok", seconds, log)
+    if code == NO_TESTS_COLLECTED:
+        return Outcome(name, "no benchmark matched (check -k and the benchmark names: pytest bench/ --collect-only)",
+                       seconds, log)
     if code < 0:
         return Outcome(name, f"killed ({signal.Signals(-code).name})", seconds, log)
     return Outcome(name, f"failed (exit {code}): {_last_error(log)}", seconds, log)

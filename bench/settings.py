@@ -1,13 +1,20 @@
-"""One run's settings: the profile plus the user's overrides, checked once, up front."""
+"""One run's settings: the option table, and the profile plus the user's overrides, checked once, up front.
+
+``OPTIONS`` is the one definition of every benchmark option: the pytest plugin declares them and
+``python -m bench run`` forwards the same flags. Each value is checked by its argparse type, where
+it is declared.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
-from bench.backend import DEVICES
+from bench.backends import DEVICES
 from bench.data import SOURCES
 from bench.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 from bench.variants import DEFAULT_VARIANT, VARIANTS, get_variant
@@ -17,16 +24,44 @@ from model import DEFAULT_CONFIG, ModelConfig
 # typo (32000 for 32) should fail in a second, not after minutes of swapping.
 MAX_BATCH_SIZE = 65536
 MAX_MAXLEN = 100_000
+MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
+RESULTS_ENV = "KERASBENCH_RESULTS"
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def results_dir(option: str | os.PathLike | None = None) -> Path:
+    """Where result files go: the option, else $KERASBENCH_RESULTS, else ``results/`` of this checkout.
+
+    Absolute, and independent of the current directory, so that ``python -m bench run`` and the
+    pytest processes it starts agree wherever they are started from.
+    """
+    chosen = option or os.environ.get(RESULTS_ENV) or CHECKOUT / "results"
+    return Path(chosen).expanduser().resolve()
+
+
+WHOLE_NUMBER = re.compile(r"\s*[+-]?[0-9]+\s*")
+
+
+def whole_number(text: str) -> int:
+    """ASCII digits with an optional sign: not "1_0" or non-ASCII digits, which ``int()`` also takes."""
+    if not WHOLE_NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed from 0 to 2**32 - 1."""
+    value = whole_number(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is not a seed: use 0 to {MAX_SEED}")
     return value
 
 
@@ -54,7 +89,7 @@ class RunSettings:
     seed: int
     train_samples: int | None
     test_samples: int | None
-    results_dir: str
+    results_dir: Path
 
     def describe(self) -> dict:
         """The settings as a result file records them."""
@@ -88,12 +123,12 @@ OPTIONS: list[tuple[str, dict]] = [
     ("--train-samples", dict(type=positive_int, default=None, help="override the profile's training reviews")),
     ("--test-samples", dict(type=positive_int, default=None, help="override the profile's validation reviews")),
     ("--threads", dict(type=positive_int, default=None, help="CPU threads for TF and torch (default: all cores)")),
-    ("--seed", dict(type=int, default=1337, help="seed for weights, batch order and synthetic data")),
+    ("--seed", dict(type=seed_int, default=1337, help="seed for weights, batch order and synthetic data")),
     ("--results-dir", dict(default=None, help="where result files go (default: $KERASBENCH_RESULTS or results/)")),
 ]
 
 
-def from_options(get: Callable[[str], object], root: str) -> RunSettings:
+def from_options(get: Callable[[str], object]) -> RunSettings:
     """Settings from parsed options; ``get(dest)`` returns an option's value."""
     profile = get_profile(get("profile"))
     overrides = {"epochs": get("epochs") or profile.epochs, **get_variant(get("variant"))}
@@ -101,7 +136,6 @@ def from_options(get: Callable[[str], object], root: str) -> RunSettings:
         overrides["batch_size"] = get("batch_size")
     if get("maxlen"):
         overrides["maxlen"] = get("maxlen")
-    results_dir = get("results_dir") or os.environ.get("KERASBENCH_RESULTS") or os.path.join(root, "results")
     return RunSettings(
         profile=profile,
         model=DEFAULT_CONFIG.replace(**overrides),
@@ -113,5 +147,5 @@ def from_options(get: Callable[[str], object], root: str) -> RunSettings:
         seed=get("seed"),
         train_samples=get("train_samples") or profile.train_samples,
         test_samples=get("test_samples") or profile.test_samples,
-        results_dir=results_dir,
+        results_dir=results_dir(get("results_dir")),
     )

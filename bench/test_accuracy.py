@@ -5,6 +5,7 @@ import math
 import pytest
 
 from bench import training
+from bench.results import AccuracyMetrics
 
 
 def test_accuracy(benchmark, target, model, imdb, settings, record):
@@ -25,8 +26,7 @@ def test_accuracy(benchmark, target, model, imdb, settings, record):
     benchmark.pedantic(one_epoch, rounds=settings.model.epochs, warmup_rounds=0)
     target_acc = settings.profile.target_accuracy
     batch = settings.model.batch_size
-    record(
-        benchmark, model,
+    metrics = AccuracyMetrics(
         status="ok" if failure is None else f"failed: {failure}",
         history=[e.as_dict() for e in epochs],
         final_val_accuracy=epochs[-1].val_accuracy if epochs else None,
@@ -36,6 +36,7 @@ def test_accuracy(benchmark, target, model, imdb, settings, record):
         val_samples_used=len(imdb.y_test) // batch * batch,
         first_epoch_s=epochs[0].seconds if epochs else None,
     )
+    record(benchmark, "accuracy", metrics, model=model)
     if failure is not None:
         pytest.fail(str(failure), pytrace=False)
     assert all(math.isfinite(e.val_loss) for e in epochs), "validation loss is not finite"

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from bench import backend
+from bench import backends
+from bench.results import StepMetrics
 
 
 def stage_batches(x: np.ndarray, y: np.ndarray, batch_size: int, count: int) -> list[tuple[Any, Any]]:
@@ -25,9 +26,10 @@ def stage_batches(x: np.ndarray, y: np.ndarray, batch_size: int, count: int) -> 
     available = len(x) // batch_size
     if available < 1:
         raise ValueError(f"batch size {batch_size} is larger than the {len(x)} samples available")
+    adapter = backends.current()
     return [
-        (backend.to_device(x[i * batch_size : (i + 1) * batch_size]),
-         backend.to_device(y[i * batch_size : (i + 1) * batch_size].astype("float32")))
+        (adapter.to_device(x[i * batch_size : (i + 1) * batch_size]),
+         adapter.to_device(y[i * batch_size : (i + 1) * batch_size].astype("float32")))
         for i in range(min(count, available))
     ]
 
@@ -35,11 +37,12 @@ def stage_batches(x: np.ndarray, y: np.ndarray, batch_size: int, count: int) -> 
 def train_step(model: Any, batches: list[tuple[Any, Any]]) -> Callable[[], dict]:
     """One optimizer step per call, cycling through ``batches``; returns when the device is done."""
     cycle = itertools.cycle(batches)
+    sync = backends.current().sync  # looked up once, outside the timed call
 
     def step() -> dict:
         x, y = next(cycle)
         logs = model.train_on_batch(x, y, return_dict=True)
-        backend.sync()
+        sync()
         return logs
 
     return step
@@ -48,11 +51,12 @@ def train_step(model: Any, batches: list[tuple[Any, Any]]) -> Callable[[], dict]
 def predict_step(model: Any, batches: list[tuple[Any, Any]]) -> Callable[[], np.ndarray]:
     """One inference batch per call; returns when the device is done."""
     cycle = itertools.cycle(batches)
+    sync = backends.current().sync  # looked up once, outside the timed call
 
     def step() -> np.ndarray:
         x, _ = next(cycle)
         out = model.predict_on_batch(x)
-        backend.sync(out)
+        sync(out)
         return out
 
     return step
@@ -71,8 +75,8 @@ def plain_loop(fn: Callable[[], Any], rounds: int) -> np.ndarray:
 
 
 def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup_rounds: int,
-                 batch_size: int) -> dict:
-    """Time ``step`` with pytest-benchmark and return what extra_info should record.
+                 batch_size: int, staged_batches: int) -> StepMetrics:
+    """Time ``step`` with pytest-benchmark; returns the step's metrics for its record.
 
     The first call (trace/compile) is timed on its own and kept out of the statistics, then the
     warm-up rounds run untimed. The same step is also timed in a plain loop, half before and half
@@ -87,20 +91,15 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
     after = plain_loop(step, rounds - rounds // 2)
     median = benchmark.stats.stats.median
     plain_median = float(np.median(np.concatenate([before, after])))
-    return {
-        "first_step_s": first_step_s,
-        "samples_per_s": batch_size / median,
-        "plain_loop_median_s": plain_median,
-        "harness_vs_plain": median / plain_median,
-    }
+    return StepMetrics(staged_batches=staged_batches, first_step_s=first_step_s, samples_per_s=batch_size / median,
+                       plain_loop_median_s=plain_median, harness_vs_plain=median / plain_median)
 
 
 def bench_step(benchmark: Any, make_step: Callable[[list], Callable[[], Any]], x: np.ndarray, y: np.ndarray,
-               shape: tuple[int, int], *, rounds: int, warmup_rounds: int, staged_batches: int) -> dict:
-    """Stage batches of ``shape`` (batch size, maxlen), time ``make_step(batches)``; returns extra_info."""
+               shape: tuple[int, int], *, rounds: int, warmup_rounds: int, staged_batches: int) -> StepMetrics:
+    """Stage batches of ``shape`` (batch size, maxlen), time ``make_step(batches)``; returns its metrics."""
     batch_size, maxlen = shape
     # The data is pre-padded: its last ``maxlen`` columns are the reviews padded/truncated to maxlen.
     batches = stage_batches(x[:, -maxlen:], y, batch_size, staged_batches)
-    measured = measure_step(benchmark, make_step(batches), rounds=rounds, warmup_rounds=warmup_rounds,
-                            batch_size=batch_size)
-    return {"batch_size": batch_size, "maxlen": maxlen, "staged_batches": len(batches), **measured}
+    return measure_step(benchmark, make_step(batches), rounds=rounds, warmup_rounds=warmup_rounds,
+                        batch_size=batch_size, staged_batches=len(batches))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import backend
+from bench import backends
 from bench.data import Dataset
 
 
@@ -59,7 +59,7 @@ def fit_epoch(model: Any, data: Dataset, epoch: int, batch_size: int, seed: int)
         validation_data=(data.x_test[:n_test], data.y_test[:n_test].astype("float32")),
         callbacks=[CheckLoss()],
     )
-    backend.sync()  # fit already read its metrics back; this also drains any queued CUDA work
+    backends.current().sync()  # fit already read its metrics back; this also drains any queued CUDA work
     seconds = time.perf_counter() - start
     h = {key: float(values[-1]) for key, values in history.history.items()}
     return EpochRecord(epoch, seconds, h["loss"], h["accuracy"], h["val_loss"], h["val_accuracy"])

@@ -1,14 +1,15 @@
-"""A factory for result documents shaped like real ones (pytest-benchmark JSON + a kerasbench block).
+"""Result files shaped like real ones, built from the records of ``bench.results`` and written by its writer.
 
 Tests build runs from a few numbers instead of running Keras: times are seconds, as in real files.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
-from bench.results import SCHEMA_VERSION
+from bench import results
+from bench.results import AccuracyMetrics, Context, Record, RunInfo, StepMetrics
 
 KINDS = ("train_step", "predict_step", "accuracy")
 
@@ -32,11 +33,16 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
                 target_accuracy: float = 0.70) -> dict:
     """One run's result document; ``train``/``predict``/``epoch`` are (median, IQR) in seconds."""
     label = f"{backend}-{device}"
-    settings = {"profile": profile, "dataset_requested": dataset, "device_requested": "auto",
-                "batch_size": batch_size, "maxlen": maxlen, "epochs": 1, "threads": 2, "seed": 1337}
-    common = {"backend": backend, "keras": keras, backend: "1.0.0", "device": device, "device_name": device_name,
-              **settings, "dataset": {"source": dataset, "train_samples": 5000, "test_samples": 2000,
-                                      "maxlen": maxlen}}
+    settings = {"profile": profile, "variant": "default", "dataset_requested": dataset, "device_requested": "auto",
+                "batch_size": batch_size, "maxlen": maxlen, "epochs": 1, "threads": 2, "seed": 1337,
+                "model_config": {}}
+    context = Context(
+        backend=backend, backend_version="1.0.0", keras=keras, device=device, device_name=device_name,
+        profile=profile, variant="default", dataset_requested=dataset, device_requested="auto",
+        batch_size=batch_size, maxlen=maxlen, epochs=1, threads=2, seed=1337, model_config={},
+        dataset={"source": dataset, "train_samples": 5000, "test_samples": 2000, "maxlen": maxlen},
+        jit_compile=True, lstm_kernel="generic (lax.scan)", memory={"host_rss_growth_mib": 1.0},
+    )
     if history is None and accuracy is not None:
         history = [{"epoch": 1, "seconds": epoch[0], "loss": 0.5, "accuracy": accuracy, "val_loss": 0.5,
                     "val_accuracy": accuracy}]
@@ -44,36 +50,39 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
     for kind in kinds:
         if kind == "accuracy":
             stats = _stats(*epoch, rounds=max(1, len(history or [])))
-            extra = {**common, "status": status, "history": history or [], "final_val_accuracy": accuracy,
-                     "target_accuracy": target_accuracy,
-                     "time_to_accuracy_s": epoch[0] if accuracy is not None and accuracy >= target_accuracy else None}
+            reached = accuracy is not None and accuracy >= target_accuracy
+            metrics = AccuracyMetrics(status=status, history=history or [], final_val_accuracy=accuracy,
+                                      target_accuracy=target_accuracy, time_to_accuracy_s=epoch[0] if reached else None,
+                                      train_samples_used=4992, val_samples_used=1984, first_epoch_s=epoch[0])
         else:
             median, iqr = train if kind == "train_step" else predict
             stats = _stats(median, iqr, rounds)
-            extra = {**common, "first_step_s": 1.5, "samples_per_s": batch_size / median}
+            metrics = StepMetrics(staged_batches=8, first_step_s=1.5, samples_per_s=batch_size / median,
+                                  plain_loop_median_s=median, harness_vs_plain=1.0)
         benchmarks.append({
             "group": None, "name": f"test_{kind}[{label}]",
             "fullname": f"bench/test_{kind}.py::test_{kind}[{label}]", "params": {"target": label},
-            "param": label, "extra_info": extra, "options": {"timer": "perf_counter"}, "stats": stats,
+            "param": label, "extra_info": Record(kind, context, metrics).to_json(),
+            "options": {"timer": "perf_counter"}, "stats": stats,
         })
+    run = RunInfo(backend=backend, device=device, device_name=device_name, settings=settings, started=started,
+                  updated=started, finished=finished, exitstatus=0 if finished else None, argv=[])
     return {
         "machine_info": {"node": "test", "kerasbench": {"backend": backend, "keras": keras, backend: "1.0.0"}},
         "commit_info": {"id": "0" * 40, "dirty": False},
         "benchmarks": benchmarks,
         "datetime": started,
         "version": "5.3.1",
-        "kerasbench": {"schema_version": SCHEMA_VERSION, "backend": backend, "device": device,
-                       "device_name": device_name, "settings": settings, "started": started, "updated": started,
-                       "finished": finished, "exitstatus": 0 if finished else None, "argv": []},
+        "kerasbench": dataclasses.asdict(run),
     }
 
 
 def write_result(folder: Path, document: dict, name: str | None = None) -> Path:
-    """Write a document as a result file named like real ones; returns the path."""
+    """Write a document with the results writer, named like real files; returns the path."""
     block = document["kerasbench"]
     stamp = block["started"][:19].replace("-", "").replace(":", "")
     name = name or f"{block['backend']}-{block['device']}-{block['settings']['profile']}_{stamp}_1.json"
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_text(json.dumps(document, indent=2))
+    body = {k: v for k, v in document.items() if k != "kerasbench"}
+    results.write(path, body, RunInfo(**block))
     return path

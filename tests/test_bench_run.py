@@ -1,27 +1,16 @@
 """The benchmarks end to end (tiny synthetic run in a subprocess) and the options' errors."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from bench import native
-from bench.backend import selected_backend
+from bench import native, report, results
+from bench.backends import selected_backend
 from bench.results import SCHEMA_VERSION
+from tests.conftest import run_bench
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--profile", "smoke", "--dataset", "synthetic", "--train-samples", "64", "--test-samples", "64",
         "--maxlen", "20", "--device", "cpu"]
-
-
-def run_bench(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "bench/", "-q", "-p", "no:cacheprovider", *args],
-        cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -57,27 +46,41 @@ def test_run_block_records_schema_and_completion(tiny_run):
 
 
 def test_step_benchmarks_record_stats_and_context(tiny_run):
-    _, doc = tiny_run
+    path, doc = tiny_run
     step = next(b for b in doc["benchmarks"] if b["name"].startswith("test_train_step"))
-    assert "implementation" not in step["extra_info"]
+    assert step["extra_info"]["kind"] == "train_step"
     assert step["stats"]["rounds"] == 5 and len(step["stats"]["data"]) == 5  # warm-up excluded
-    info = step["extra_info"]
-    for key in ("keras", selected_backend(), "device_name", "jit_compile", "lstm_kernel", "first_step_s",
-                "samples_per_s", "profile", "batch_size", "maxlen", "harness_vs_plain", "host_rss_growth_mib"):
-        assert key in info, key
-    assert info["lstm_kernel"] != "unknown"
-    assert info["dataset"]["source"] == "synthetic" and info["dataset"]["train_samples"] == 64
-    assert info["samples_per_s"] == pytest.approx(32 / step["stats"]["median"])
+    [train] = [r for r in results.results_of(results.load([path])[0]) if r.name == step["name"]]
+    c, m = train.context, train.step
+    assert c.backend == selected_backend() and c.keras and c.backend_version and c.device_name
+    assert (c.profile, c.batch_size, c.maxlen) == ("smoke", 32, 20)
+    assert c.lstm_kernel != "unknown" and "host_rss_growth_mib" in c.memory
+    assert c.dataset["source"] == "synthetic" and c.dataset["train_samples"] == 64
+    assert m.implementation == "keras" and m.staged_batches == 2
+    assert m.samples_per_s == pytest.approx(32 / step["stats"]["median"])
 
 
 def test_accuracy_benchmark_records_history(tiny_run):
-    _, doc = tiny_run
-    acc = next(b for b in doc["benchmarks"] if b["name"].startswith("test_accuracy"))
-    info = acc["extra_info"]
-    assert info["status"] == "ok" and len(info["history"]) == 1
-    assert set(info["history"][0]) >= {"epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"}
-    assert info["final_val_accuracy"] == info["history"][-1]["val_accuracy"]
-    assert info["train_samples_used"] == 64
+    path, _ = tiny_run
+    [acc] = [r.accuracy for r in results.results_of(results.load([path])[0]) if r.kind == "accuracy"]
+    assert acc.status == "ok" and len(acc.history) == 1
+    assert set(acc.history[0]) >= {"epoch", "seconds", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert acc.final_val_accuracy == acc.history[-1]["val_accuracy"]
+    assert acc.train_samples_used == 64
+
+
+def test_a_real_result_file_fills_every_column_of_the_report(tiny_run):
+    # The round trip: the plugin's file, the loader, the report, with nothing left blank that the
+    # run measured. Only the Keras/native ratios are blank where the backend has no native reference.
+    path, _ = tiny_run
+    found = results.results_of(results.load([path])[0])
+    [(_, [line])] = report.summarize(found)
+    cells = dict(zip(report.HEADERS, report.cells(line), strict=True))
+    native_columns = {"Keras/native train", "Keras/native predict"}
+    for header, cell in cells.items():
+        blank = cell == report.MISSING
+        assert blank == (header in native_columns and not native.is_supported()), (header, cell)
+    assert "| " + " | ".join(cells.values()) + " |" in report.render_markdown(found)
 
 
 @pytest.mark.parametrize(
@@ -92,6 +95,9 @@ def test_accuracy_benchmark_records_history(tiny_run):
         (["--device", "tpu"], "invalid choice"),
         (["--dataset", "imdb"], "invalid choice"),
         (["--variant", "fp8"], "invalid choice"),
+        (["--seed", "-1"], "is not a seed"),
+        (["--seed", "1_0"], "is not a whole number"),
+        (["--threads", "two"], "is not a whole number"),
     ],
 )
 def test_bad_options_fail_fast_with_a_clear_message(args, message):

@@ -1,8 +1,6 @@
 """bench.compare: the noise-aware regression gate, the diff table, CI exports, the CLI exit codes."""
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -11,11 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench import compare as cmp
-from bench import report
+from bench import report, results
 from bench.__main__ import fraction
+from tests.conftest import run_cli as run_bench_cli
 from tests.resultfiles import make_result, write_result
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def files(tmp_path, side, *documents):
@@ -124,7 +121,7 @@ def test_diff_table(tmp_path, style):
 
 
 def test_github_action_benchmark_export_shape(tmp_path):
-    rows = report.rows_of(report.load_results([files(tmp_path, "cur", make_result("jax"))])[0])
+    rows = results.results_of(results.load([files(tmp_path, "cur", make_result("jax"))])[0])
     exported = cmp.github_action_benchmark(rows)
     assert set(exported) == {"customSmallerIsBetter", "customBiggerIsBetter"}
     for entries in exported.values():
@@ -143,7 +140,7 @@ def test_github_action_benchmark_export_shape(tmp_path):
 
 
 def test_bencher_metric_format_export_shape(tmp_path):
-    rows = report.rows_of(report.load_results([files(tmp_path, "cur", make_result("jax"))])[0])
+    rows = results.results_of(results.load([files(tmp_path, "cur", make_result("jax"))])[0])
     document = cmp.bencher_metric_format(rows)
     assert len(document) == 3
     for measures in document.values():
@@ -171,8 +168,7 @@ def test_fraction_refuses(text):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "bench", "compare", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return run_bench_cli("compare", *map(str, args))
 
 
 def test_cli_exit_codes_and_exports(tmp_path):
@@ -210,7 +206,7 @@ runs = st.lists(
     min_size=1, max_size=5)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(runs)
 def test_report_never_crashes_and_a_run_never_regresses_against_itself(generated):
     with tempfile.TemporaryDirectory() as tmp:
@@ -220,9 +216,9 @@ def test_report_never_crashes_and_a_run_never_regresses_against_itself(generated
                                    predict=(predict, predict * predict_iqr), accuracy=accuracy, finished=finished,
                                    started=f"2026-11-29T08:00:{i:02d}+00:00")
             write_result(folder, document, name=f"run{i}.json")
-        runs_, warnings = report.load_results([folder])
+        runs_, warnings = results.load([folder])
         assert warnings == []
-        rows = report.rows_of(runs_)
+        rows = results.results_of(runs_)
         for fmt_name in report.FORMATS:
             assert report.render(rows, fmt_name, warnings)
         changes, regressions = cmp.compare([folder], [folder])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.backend import BACKENDS, selected_backend
+from bench.backends import BACKENDS, selected_backend
 from bench.data import synthetic
 from model import build_model, initialize_weights
 

@@ -138,9 +138,11 @@ def test_synthetic_is_learnable_in_one_epoch():
     ds = synthetic(1024, 256, maxlen=60)
     model = build_model(embed_dim=16, lstm_units=8)
     initialize_weights(model, 0)
-    # A small model at a larger learning rate: 32 steps must be enough for a fast test.
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy", metrics=["accuracy"])
-    model.fit(ds.x_train, ds.y_train, batch_size=32, epochs=1, verbose=0)
+    # A small model at a larger learning rate: 32 steps must be enough for a fast test. Measured
+    # after this epoch: 0.92-0.93 on all three backends at 0.005; at 0.01 JAX and torch stayed at 0.52.
+    model.compile(optimizer=keras.optimizers.Adam(0.005), loss="binary_crossentropy", metrics=["accuracy"])
+    # shuffle=False: fit's own shuffle is unseeded under TensorFlow (it once left this test at 0.547).
+    model.fit(ds.x_train, ds.y_train, batch_size=32, epochs=1, verbose=0, shuffle=False)
     _, accuracy = model.evaluate(ds.x_test, ds.y_test, batch_size=32, verbose=0)
     assert accuracy > 0.75
 

@@ -5,7 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from bench import backend, native
+from bench import backends, native
+from bench.native.jax import JaxNative
+from bench.native.weights import adam_settings, keras_epsilon, keras_weights
 from model import build_model, initialize_weights
 
 pytestmark = pytest.mark.skipif(not native.is_supported(), reason=native.UNSUPPORTED_REASON)
@@ -68,14 +70,12 @@ def test_several_steps_track_keras(model, batch):
         np.testing.assert_allclose(ours_w, keras_w, rtol=0, atol=2e-5)
 
 
-@pytest.mark.skipif(backend.selected_backend() != "jax", reason="the hoisting choice exists in the JAX reference only")
+@pytest.mark.skipif(backends.selected_backend() != "jax", reason="the hoisting choice exists in the JAX reference only")
 @pytest.mark.parametrize("hoist", [True, False])
 def test_jax_both_lstm_formulations_match_keras(model, batch, hoist):
     # Only the one this device picks runs in the benchmark; check the other here too (GPUs hoist).
-    import keras
-
     x, y = batch
-    ours = native.JaxNative(native.keras_weights(model), native.adam_settings(model), keras.config.epsilon(), hoist)
+    ours = JaxNative(keras_weights(model), adam_settings(model), keras_epsilon(), hoist=hoist)
     xs, ys = ours.stage(x, y)
     np.testing.assert_allclose(ours.predict_on_batch(xs), np.asarray(model.predict_on_batch(x)), rtol=0, atol=1e-5)
     keras_loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
@@ -97,9 +97,10 @@ def test_step_callables_learn_a_learnable_batch(model):
     x = rng.integers(1, VOCAB, size=(BATCH, MAXLEN)).astype("int32")
     x[:, 0] = [10, 400, 20, 450]
     y = (x[:, 0] > VOCAB // 2).astype("float32")
-    batches = [(backend.to_device(x), backend.to_device(y))]  # staged as timing.stage_batches does
+    adapter = backends.current()
+    batches = [(adapter.to_device(x), adapter.to_device(y))]  # staged as timing.stage_batches does
     train = native.native_train_step(model, batches)
-    losses = [train() for _ in range(10)]
+    losses = [train()["loss"] for _ in range(10)]  # Keras's logs, as timing.train_step returns them
     assert all(isinstance(loss, float) and np.isfinite(loss) for loss in losses)
     assert all(later < earlier for earlier, later in itertools.pairwise(losses)), losses
     out = native.native_predict_step(model, batches)()
@@ -108,7 +109,7 @@ def test_step_callables_learn_a_learnable_batch(model):
 
 def test_kernel_name_and_record_fields():
     name = native.native_kernel_name()
-    assert ("torch.nn.LSTM" in name) if backend.selected_backend() == "torch" else ("jax.lax.scan" in name)
+    assert ("torch.nn.LSTM" in name) if backends.selected_backend() == "torch" else ("jax.lax.scan" in name)
     info = native.describe()
     assert info["implementation"] == "native" and info["native_kernel"] == name
 

@@ -1,14 +1,15 @@
 """Option parsing: every value either parses to what was meant or fails with a clear message."""
 
 import argparse
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench import backend
+from bench import backends
 from bench.__main__ import backend_list, fraction
-from bench.settings import MAX_BATCH_SIZE, bounded_int, positive_int
+from bench.settings import CHECKOUT, MAX_BATCH_SIZE, bounded_int, positive_int, results_dir, seed_int
 
 
 @given(st.integers(min_value=1, max_value=10**9))
@@ -22,10 +23,36 @@ def test_positive_int_rejects_zero_and_negatives(value):
         positive_int(str(value))
 
 
-@given(st.text().filter(lambda t: not t.strip().lstrip("+-").isdigit()))
+@given(st.text().filter(lambda t: not re.fullmatch(r"\s*[+-]?[0-9]+\s*", t)))
 def test_positive_int_rejects_text(text):
     with pytest.raises(argparse.ArgumentTypeError):
         positive_int(text)
+
+
+@pytest.mark.parametrize("text", ["1_0", "\u0661", "1e3", "2.0", "0x10", ""])
+def test_what_int_would_take_is_still_not_a_whole_number(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="not a whole number"):
+        positive_int(text)
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("1337", 1337), (str(2**32 - 1), 2**32 - 1)])
+def test_seeds_are_32_bit(text, value):
+    assert seed_int(text) == value
+
+
+@pytest.mark.parametrize("text", ["-1", str(2**32)])
+def test_seeds_outside_32_bit_are_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a seed"):
+        seed_int(text)
+
+
+def test_results_folder_is_one_absolute_place(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERASBENCH_RESULTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert results_dir() == CHECKOUT / "results"  # not relative to where it was started
+    monkeypatch.setenv("KERASBENCH_RESULTS", "rel")
+    assert results_dir() == tmp_path / "rel"
+    assert results_dir(tmp_path / "opt") == tmp_path / "opt"
 
 
 @given(st.integers(min_value=MAX_BATCH_SIZE + 1, max_value=10**12))
@@ -39,13 +66,13 @@ def test_percent_and_fraction_agree(value):
     assert fraction(f"{value}%") == pytest.approx(fraction(str(value / 100)))
 
 
-@given(st.lists(st.sampled_from(backend.BACKENDS), min_size=1))
+@given(st.lists(st.sampled_from(backends.BACKENDS), min_size=1))
 def test_backend_lists_round_trip(names):
     assert backend_list(",".join(names)) == names
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz,", min_size=1).filter(
-    lambda t: any(n and n not in backend.BACKENDS for n in t.split(",")) or not t.strip(",")))
+    lambda t: any(n and n not in backends.BACKENDS for n in t.split(",")) or not t.strip(",")))
 def test_unknown_backends_are_refused(text):
     with pytest.raises(argparse.ArgumentTypeError, match="unknown backend"):
         backend_list(text)
@@ -53,16 +80,16 @@ def test_unknown_backends_are_refused(text):
 
 @pytest.mark.parametrize("device", ["tpu", "", "GPU"])
 def test_unknown_device_is_refused(device):
-    with pytest.raises(backend.BackendError, match="unknown device"):
-        backend.prepare_environment(device)
+    with pytest.raises(backends.BackendError, match="unknown device"):
+        backends.prepare_environment(device)
 
 
 def test_unknown_backend_and_missing_package_are_explained(monkeypatch):
-    with pytest.raises(backend.BackendError, match="unknown Keras backend 'mxnet'"):
-        backend.check_backend("mxnet")
-    monkeypatch.setattr(backend.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(backend.BackendError, match="package is not installed"):
-        backend.check_backend("jax")
+    with pytest.raises(backends.BackendError, match="unknown Keras backend 'mxnet'"):
+        backends.check_backend("mxnet")
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(backends.BackendError, match="package is not installed"):
+        backends.check_backend("jax")
 
 
 @pytest.mark.parametrize(
@@ -72,11 +99,11 @@ def test_unknown_backend_and_missing_package_are_explained(monkeypatch):
      RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")],
 )
 def test_out_of_memory_is_recognised(exc):
-    assert backend.is_out_of_memory(exc)
+    assert backends.is_out_of_memory(exc)
 
 
 def test_other_errors_are_not_out_of_memory():
-    assert not backend.is_out_of_memory(ValueError("shapes (32, 200) and (64,) do not match"))
+    assert not backends.is_out_of_memory(ValueError("shapes (32, 200) and (64,) do not match"))
 
 
 def test_profiles_without_a_sweep_run_one_point():

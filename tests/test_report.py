@@ -3,22 +3,18 @@
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import re
 
 import pytest
 
-from bench import report
+from bench import plots, report, results
+from tests.conftest import run_cli
 from tests.resultfiles import make_result, write_result
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def load_rows(*paths):
-    runs, warnings = report.load_results(paths)
-    return report.rows_of(runs), warnings
+    runs, warnings = results.load(paths)
+    return results.results_of(runs), warnings
 
 
 def test_sample_shaped_file_flattens_to_one_row_per_benchmark(tmp_path):
@@ -28,11 +24,13 @@ def test_sample_shaped_file_flattens_to_one_row_per_benchmark(tmp_path):
     by_kind = {r.kind: r for r in rows}
     assert set(by_kind) == {"train_step", "predict_step", "accuracy"}
     train = by_kind["train_step"]
-    assert train.median_ms == pytest.approx(135) and train.iqr_ms == pytest.approx(18)  # seconds -> ms
-    assert (train.backend, train.device, train.profile, train.dataset) == ("jax", "cpu", "quick", "synthetic")
-    assert (train.batch_size, train.maxlen, train.keras, train.backend_version) == (32, 200, "3.15.1", "1.0.0")
-    assert train.samples_per_s == pytest.approx(32 / 0.135) and train.first_step_s == 1.5
-    assert by_kind["accuracy"].final_val_accuracy == 0.49 and by_kind["accuracy"].history[0]["epoch"] == 1
+    assert train.median_ms == pytest.approx(135) and train.ms("iqr") == pytest.approx(18)  # seconds -> ms
+    c = train.context
+    assert (c.backend, c.device, c.profile, c.dataset["source"]) == ("jax", "cpu", "quick", "synthetic")
+    assert (c.batch_size, c.maxlen, c.keras, c.backend_version) == (32, 200, "3.15.1", "1.0.0")
+    assert train.step.samples_per_s == pytest.approx(32 / 0.135) and train.step.first_step_s == 1.5
+    accuracy = by_kind["accuracy"].accuracy
+    assert accuracy.final_val_accuracy == 0.49 and accuracy.history[0]["epoch"] == 1
 
 
 def test_mixed_profiles_and_devices_are_reported_apart(tmp_path):
@@ -45,7 +43,7 @@ def test_mixed_profiles_and_devices_are_reported_apart(tmp_path):
     summaries = dict(report.summarize(rows))
     assert len(summaries) == 4
     quick_cpu = report.GroupKey("quick", "synthetic", 32, 200, "cpu")
-    assert sorted(s["backend"] for s in summaries[quick_cpu]) == ["jax", "torch"]
+    assert sorted(s.backend for s in summaries[quick_cpu]) == ["jax", "torch"]
     text = report.render_markdown(rows)
     assert text.count("\n## ") == 4
     assert "## smoke profile · synthetic data · batch 32 · maxlen 200 · cpu" in text
@@ -59,8 +57,8 @@ def test_speed_vs_fastest(tmp_path):
     write_result(tmp_path, make_result("tensorflow", train=(0.150, 0.002)))
     rows, _ = load_rows(tmp_path)
     [(_, lines)] = report.summarize(rows)
-    assert [line["backend"] for line in lines] == ["jax", "tensorflow", "torch"]  # fastest first
-    assert [report.speed_text(line["speed_ratio"]) for line in lines] == ["1.00x", "1.50x slower", "2.31x slower"]
+    assert [line.backend for line in lines] == ["jax", "tensorflow", "torch"]  # fastest first
+    assert [report.speed_text(line.speed_ratio) for line in lines] == ["1.00x", "1.50x slower", "2.31x slower"]
     text = report.render_markdown(rows)
     assert "| 1.00x |" in text and "| 2.31x slower |" in text
 
@@ -78,25 +76,22 @@ def test_bad_files_are_skipped_with_a_warning_naming_them(tmp_path):
     old = make_result("torch")
     old["kerasbench"]["schema_version"] = 0
     (tmp_path / "old-schema.json").write_text(json.dumps(old))
-    broken = make_result("torch")
-    del broken["benchmarks"][0]["stats"]
-    (tmp_path / "broken-entry.json").write_text(json.dumps(broken))
 
-    runs, warnings = report.load_results([tmp_path, tmp_path / "missing.json"])
+    runs, warnings = results.load([tmp_path, tmp_path / "missing.json"])
     assert [run.path for run in runs] == [good]
     for name in ("truncated", "malformed", "unreadable", "foreign", "plain-pytest-benchmark", "old-schema",
-                 "broken-entry", "missing"):
+                 "missing"):
         assert sum(f"{name}.json" in w for w in warnings) == 1, (name, warnings)
     assert any("truncated.json: skipped, not valid JSON" in w for w in warnings)
     assert any("old-schema.json: skipped, schema_version 0" in w for w in warnings)
-    text = report.render_markdown(report.rows_of(runs), warnings)
+    text = report.render_markdown(results.results_of(runs), warnings)
     assert "jax 1.0.0" in text and "## Skipped files" in text and "old-schema.json" in text
 
 
 def test_folder_is_not_recursive_and_files_are_not_read_twice(tmp_path):
     top = write_result(tmp_path, make_result("jax"))
     write_result(tmp_path / "baseline", make_result("torch"))
-    runs, warnings = report.load_results([tmp_path, top])
+    runs, warnings = results.load([tmp_path, top])
     assert [run.path for run in runs] == [top] and warnings == []
 
 
@@ -105,7 +100,7 @@ def test_newest_run_per_line_is_shown_and_the_rest_counted(tmp_path):
     write_result(tmp_path, make_result("jax", train=(0.100, 0.01), started="2026-11-29T08:00:00+00:00"))
     rows, _ = load_rows(tmp_path)
     [(_, lines)] = report.summarize(rows)
-    assert len(lines) == 1 and lines[0]["train_median_ms"] == pytest.approx(100)
+    assert len(lines) == 1 and lines[0].train_median_ms == pytest.approx(100)
     text = report.render_markdown(rows)
     assert "1 older result file(s) not shown" in text
     assert len(list(csv.DictReader(io.StringIO(report.render_csv(rows))))) == 6  # CSV keeps every run
@@ -116,7 +111,7 @@ def test_different_keras_versions_get_their_own_lines(tmp_path):
     write_result(tmp_path, make_result("jax", keras="3.16.0", started="2026-11-29T09:00:00+00:00"))
     rows, _ = load_rows(tmp_path)
     [(_, lines)] = report.summarize(rows)
-    assert sorted(line["keras"] for line in lines) == ["3.15.1", "3.16.0"]
+    assert sorted(line.keras for line in lines) == ["3.15.1", "3.16.0"]
 
 
 def test_unfinished_run_is_marked_incomplete(tmp_path):
@@ -162,7 +157,7 @@ def test_write_report_writes_atomically_and_our_json_report_is_not_a_result(tmp_
     assert (tmp_path / "out" / "REPORT.md").read_text() == text
     report.write_report(rows, warnings, "json", tmp_path / "REPORT.json")
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file() and p.name.startswith(".")) == []
-    runs, warnings = report.load_results([tmp_path])
+    runs, warnings = results.load([tmp_path])
     assert len(runs) == 1 and warnings == []
 
 
@@ -171,32 +166,68 @@ def test_plots_are_written(tmp_path):
     write_result(tmp_path, make_result("jax", history=history, accuracy=0.8))
     write_result(tmp_path, make_result("torch", train=(0.2, 0.03), history=history[:1], accuracy=0.7))
     rows, _ = load_rows(tmp_path)
-    written = report.plot(rows, tmp_path / "plots")
+    written = plots.plot(rows, tmp_path / "plots")
     assert sorted(p.name.split("_")[0] for p in written) == ["accuracy", "latency"]
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env=env)
-
-
 def test_cli_report(tmp_path):
     write_result(tmp_path, make_result("jax"))
     (tmp_path / "bad.json").write_text("{")
-    done = run_cli("report", tmp_path, "--output", tmp_path / "REPORT.md")
+    done = run_cli("report", str(tmp_path), "--output", str(tmp_path / "REPORT.md"))
     assert done.returncode == 0, done.stderr
     assert "## quick profile" in done.stdout and (tmp_path / "REPORT.md").exists()
     assert "bad.json: skipped" in done.stderr
-    done = run_cli("report", tmp_path, "--format", "csv")
+    done = run_cli("report", str(tmp_path), "--format", "csv")
     assert done.returncode == 0 and done.stdout.startswith("file,name,kind,")
 
 
 def test_cli_report_default_folder_and_no_results(tmp_path):
-    env = {**os.environ, "KERASBENCH_RESULTS": str(tmp_path)}
+    env = {"KERASBENCH_RESULTS": str(tmp_path)}
     done = run_cli("report", env=env)
     assert done.returncode == 2 and done.stderr.strip().endswith(f"no readable results in {tmp_path}")
     write_result(tmp_path, make_result("jax"))
     done = run_cli("report", env=env)
-    assert done.returncode == 0 and (tmp_path / "REPORT.md").read_text().startswith("# kerasbench report")
+    assert done.returncode == 0 and done.stdout.startswith("# kerasbench report")
+    assert not (tmp_path / "REPORT.md").exists()  # a report file only where --output asks for one
+
+
+def test_a_current_schema_file_missing_a_key_is_an_error_naming_file_and_key(tmp_path):
+    broken = make_result("torch")
+    del broken["benchmarks"][0]["extra_info"]["metrics"]["samples_per_s"]
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(broken))
+    expected = "broken.json: benchmark test_train_step[torch-cpu]: extra_info.metrics: missing key 'samples_per_s'"
+    with pytest.raises(results.SchemaError, match=re.escape(expected)):
+        results.load([tmp_path])
+    done = run_cli("report", str(tmp_path))
+    assert done.returncode == 2 and "missing key 'samples_per_s'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_writer_refuses_a_benchmark_without_a_record(tmp_path):
+    document = make_result("jax")
+    document["benchmarks"][0]["extra_info"] = {}
+    body = {k: v for k, v in document.items() if k != "kerasbench"}
+    with pytest.raises(results.SchemaError, match=re.escape("extra_info.kind")):
+        results.write(tmp_path / "x.json", body, results.RunInfo(**document["kerasbench"]))
+    assert not list(tmp_path.iterdir())
+
+
+def test_nan_and_infinity_are_written_as_null(tmp_path):
+    path = write_result(tmp_path, make_result("jax", accuracy=float("nan")))
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    [acc] = [r for r in load_rows(path)[0] if r.kind == "accuracy"]
+    assert acc.accuracy.final_val_accuracy is None
+
+
+def test_schema_1_files_are_upgraded_as_they_are_read():
+    from tests.conftest import ROOT
+
+    runs, warnings = results.load([ROOT / "results" / "baseline"])
+    assert warnings == [] and len(runs) == 3 and {r.info.schema_version for r in runs} == {results.SCHEMA_VERSION}
+    found = results.results_of(runs)
+    assert {r.kind for r in found} >= {"train_step", "predict_step", "accuracy", "native_train_step"}
+    torch_train = next(r for r in found if r.name == "test_train_step[torch-cpu]")
+    assert torch_train.context.backend_version == "2.13.0+cpu" and torch_train.context.memory["host_peak_rss_mib"] > 0

@@ -1,37 +1,51 @@
-"""``python -m bench run``: one process per backend, going on past failures, ending in a table."""
+"""``python -m bench run``: one process per backend, going on past failures, ending in a table, one folder."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from bench import runner
+from bench.backends import BackendError, selected_backend
+from tests.conftest import run_cli
 
-from bench import backend, runner
-from bench.backend import selected_backend
-
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "synthetic", "--train-samples", "64", "--test-samples", "64", "--maxlen", "20"]
 
 
-def test_run_prints_status_and_comparison_table(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--backends", selected_backend(), "--profile", "smoke",
-         "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--", *TINY],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "KERASBENCH_RESULTS": str(tmp_path)},
-    )
+def test_run_from_outside_the_checkout_keeps_every_file_in_its_run_folder(tmp_path):
+    # Started from an unrelated folder with no --run-dir: results, logs, report and plots all land in
+    # <results>/runs/<time>/, and the reference report is left alone.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    results = tmp_path / "results"
+    proc = run_cli("run", "--backends", selected_backend(), "--profile", "smoke", "--device", "cpu", *TINY,
+                   cwd=elsewhere, env={"KERASBENCH_RESULTS": str(results)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert f"| {selected_backend()} | ok |" in proc.stdout
     assert "PASSED" in proc.stdout  # progress lines from the backend's run
-    assert len(list((tmp_path / "run").glob("*.json"))) == 1
-    assert (tmp_path / "REPORT.md").exists()
+    [run_dir] = (results / "runs").iterdir()
+    names = sorted(p.name for p in run_dir.iterdir())
+    assert len([n for n in names if n.endswith(".json")]) == 1
+    assert f"{selected_backend()}.log" in names and "REPORT.md" in names and any(n.endswith(".png") for n in names)
+    assert sorted(p.name for p in results.iterdir()) == ["runs"]  # no REPORT.md beside the runs
+    assert list(elsewhere.iterdir()) == []  # nothing in the folder it was started from
+    assert "# kerasbench report" in proc.stdout
+
+
+def test_shared_options_are_checked_by_run_itself(tmp_path):
+    proc = run_cli("run", "--backends", selected_backend(), "--seed", "-1", "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2 and "is not a seed" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_matching_benchmark_is_said_plainly(tmp_path):
+    proc = run_cli("run", "--backends", selected_backend(), "--profile", "smoke", "--device", "cpu", *TINY,
+                   "--run-dir", str(tmp_path / "run"), "--", "-k", "nomatch")
+    assert proc.returncode == 1
+    assert f"| {selected_backend()} | no benchmark matched" in proc.stdout and "exit 5" not in proc.stdout
 
 
 def test_missing_and_failing_backends_do_not_stop_the_run(tmp_path, monkeypatch):
     def check(name):
         if name == "torch":
-            raise backend.BackendError("torch is not installed")
+            raise BackendError("torch is not installed")
 
-    monkeypatch.setattr(backend, "check_backend", check)
+    monkeypatch.setattr(runner, "check_backend", check)
     outcomes = runner.run_backends(["torch", "jax"], ["--profile", "nonexistent"], tmp_path)
     assert [o.backend for o in outcomes] == ["torch", "jax"]
     assert outcomes[0].status == "not installed"
@@ -40,6 +54,5 @@ def test_missing_and_failing_backends_do_not_stop_the_run(tmp_path, monkeypatch)
 
 
 def test_unknown_backend_in_list_is_a_usage_error():
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--backends", "jax,mxnet"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = run_cli("run", "--backends", "jax,mxnet", timeout=60)
     assert proc.returncode == 2 and "unknown backend(s) mxnet" in proc.stderr

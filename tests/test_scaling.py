@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench import report, scaling
+from bench import plots, report, results, scaling
 from tests.resultfiles import make_result, write_result
 
 
@@ -18,14 +18,14 @@ def sweep_rows(tmp_path, backend="jax", per_sample_ms=1.0, overhead_ms=10.0, per
         write_result(tmp_path, make_result(backend, profile="sweep", batch_size=32, maxlen=n,
                                            train=(seconds, 0.0), predict=(seconds / 3, 0.0),
                                            kinds=("train_step", "predict_step")), name=f"{backend}-n{i}.json")
-    runs, warnings = report.load_results([tmp_path])
+    runs, warnings = results.load([tmp_path])
     assert not warnings
-    return report.rows_of(runs)
+    return results.results_of(runs)
 
 
 def test_growth_per_100_timesteps_is_the_fitted_slope(tmp_path):
     rows = sweep_rows(tmp_path, per_step_ms=0.2)
-    series = scaling._series(rows, "train_step", "maxlen")
+    series = scaling.series(rows, "train_step", "maxlen")
     assert sorted(series["jax"]) == [50, 100, 200, 400]
     assert scaling.ms_per_100_steps(series["jax"]) == pytest.approx(20.0)
 
@@ -33,7 +33,7 @@ def test_growth_per_100_timesteps_is_the_fitted_slope(tmp_path):
 def test_saturation_is_where_throughput_stops_growing(tmp_path):
     # Overhead 10 ms + 1 ms per sample: samples/s grows fast until the per-sample cost dominates.
     rows = sweep_rows(tmp_path, per_sample_ms=1.0, overhead_ms=10.0)
-    series = scaling._series(rows, "train_step", "batch_size")
+    series = scaling.series(rows, "train_step", "batch_size")
     assert scaling.saturation_batch(series["jax"]) == "128"  # 128 -> 512 adds under 10%
 
 
@@ -46,7 +46,7 @@ def test_markdown_has_both_tables_and_no_ordinary_groups(tmp_path):
 
 def test_scaling_plots_are_written(tmp_path):
     rows = sweep_rows(tmp_path / "results")
-    paths = report.plot(rows, tmp_path / "plots")
+    paths = plots.plot(rows, tmp_path / "plots")
     names = sorted(p.name for p in paths)
     assert names == ["scaling_batch_size.png", "scaling_maxlen.png"]
     assert all(p.stat().st_size > 1000 for p in paths)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bench import backend, timing, training
+from bench import backends, timing, training
 from bench.data import synthetic
 from model import build_model, initialize_weights
 
@@ -47,25 +47,66 @@ def test_predict_step_returns_probabilities(model, small):
     assert out.shape == (32, 1) and ((out >= 0) & (out <= 1)).all()
 
 
-def test_time_call_and_plain_loop_measure_each_call():
-    calls = []
-    assert timing.time_call(lambda: calls.append(1)) >= 0
-    times = timing.plain_loop(lambda: calls.append(1), 5)
-    assert len(calls) == 6 and times.shape == (5,) and (times >= 0).all()
+class FakeClock:
+    """perf_counter stand-in: each call made by the timed function advances it by a known step."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+    def work(self, seconds):
+        self.now += seconds
+
+
+def test_time_call_and_plain_loop_measure_each_call(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    assert timing.time_call(lambda: clock.work(0.25)) == pytest.approx(0.25)
+    durations = iter([0.1, 0.2, 0.3, 0.4, 0.5])
+    times = timing.plain_loop(lambda: clock.work(next(durations)), 5)
+    np.testing.assert_allclose(times, [0.1, 0.2, 0.3, 0.4, 0.5])
 
 
 def test_lstm_path_is_recorded(model, small):
-    backend.install_lstm_spy()
-    backend.take_lstm_paths()
+    adapter = backends.current()
+    adapter.install_lstm_spy()
+    adapter.take_lstm_paths()
     model.predict_on_batch(small.x_test[:4])
     expected = {"tensorflow": "tf.while_loop", "jax": "lax.scan", "torch": "per-timestep loop"}
-    assert expected[backend.selected_backend()] in backend.take_lstm_paths()
+    assert expected[adapter.name] in adapter.take_lstm_paths()
 
 
-def test_fit_epoch_uses_identical_full_batches(model, small):
+def spy_on_fit(model, monkeypatch):
+    """Record what fit_epoch hands to ``model.fit``, then let the real fit run."""
+    calls = []
+    real_fit = model.fit
+
+    def fit(x, y, **kwargs):
+        calls.append((x.copy(), y.copy(), kwargs))
+        return real_fit(x, y, **kwargs)
+
+    monkeypatch.setattr(model, "fit", fit)
+    return calls
+
+
+def test_fit_epoch_uses_identical_full_batches(model, small, monkeypatch):
+    calls = spy_on_fit(model, monkeypatch)
     record = training.fit_epoch(model, small, epoch=1, batch_size=32, seed=0)
-    assert record.epoch == 1 and record.seconds > 0
-    assert 0 <= record.val_accuracy <= 1 and math.isfinite(record.loss)
+    training.fit_epoch(model, small, epoch=1, batch_size=32, seed=0)  # same seed and epoch: same order
+    training.fit_epoch(model, small, epoch=2, batch_size=32, seed=0)  # next epoch: another order
+    (x1, y1, kw), (x1_again, _, _), (x2, _, _) = calls
+    assert record.epoch == 1 and 0 <= record.val_accuracy <= 1 and math.isfinite(record.loss)
+    assert kw["shuffle"] is False and kw["batch_size"] == 32  # fit must not reorder what we drew
+    assert len(x1) == 96 and len(kw["validation_data"][0]) == 64  # 100 -> 3 and 70 -> 2 full batches
+    np.testing.assert_array_equal(x1, x1_again)
+    assert not np.array_equal(x1, x2)
+    # Each training row is a distinct row of the data, with its own label.
+    index = {row.tobytes(): i for i, row in enumerate(small.x_train)}
+    picked = [index[row.tobytes()] for row in x1]
+    assert len(set(picked)) == 96 and picked != sorted(picked)
+    np.testing.assert_array_equal(y1, small.y_train[picked])
 
 
 def test_nan_loss_names_epoch_and_step(model, small):
