@@ -1,28 +1,53 @@
 # kerasbench: `make bench` runs the benchmarks on every backend; `make test` tests the harness.
 PYTHON ?= python3
-VENV := .venv
-BIN := $(VENV)/bin
 BACKENDS := tensorflow jax torch
 PROFILE ?= quick
+# DEVICE=gpu: the CUDA builds of every backend (constraints-gpu.txt, extra `gpu`) in their own venv, run with
+# --device gpu. The CPU set's tensorflow-cpu and the GPU build's tensorflow cannot share one venv.
+DEVICE ?= auto
+ifeq ($(DEVICE),gpu)
+VENV := .venv-gpu
+CONSTRAINTS := constraints-gpu.txt
+EXTRAS := gpu,report,dev
+else
+VENV := .venv
+CONSTRAINTS := constraints.txt
+EXTRAS := all
+endif
+BIN := $(VENV)/bin
 
 # This project's machines keep the real reviews beside the checkout; elsewhere Keras downloads them.
 IMDB_ARCHIVE := ../shared/data/aclImdb_v1_labeled.tar.gz
 KERASBENCH_IMDB ?= $(if $(wildcard $(IMDB_ARCHIVE)),$(abspath $(IMDB_ARCHIVE)))
 export KERASBENCH_IMDB
 
-.PHONY: venv bench test lint report clean
+.PHONY: venv venv-gpu bench gpu-check test lint report clean
 
 venv: $(VENV)/.installed
 
 # The pinned set (constraints.txt) is what CI tests and what the reference results used.
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all]'
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
+ifeq ($(DEVICE),gpu)
+	@# A +cpu torch wheel on a configured index or find-links also satisfies torch==2.13.0: stop if one won.
+	$(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.version.cuda else "torch " + torch.__version__ + " is a CPU build: install torch==2.13.0 from PyPI (pip --isolated, or without find-links)")'
+endif
 	touch $@
 
+# The GPU set in .venv-gpu (see constraints-gpu.txt): `make bench DEVICE=gpu` installs it too.
+venv-gpu:
+	$(MAKE) venv DEVICE=gpu
+
 bench: venv
-	$(BIN)/python -m bench run --profile $(PROFILE)
+	$(BIN)/python -m bench run --profile $(PROFILE) --device $(DEVICE)
+
+# The quick profile with --device gpu on every backend that sees a GPU, then kernels, device facts and energy.
+# Where none does, it refuses (exit 2) saying how to install the GPU set; it needs no venv of its own.
+GPU_CHECK_PYTHON = $(firstword $(wildcard .venv-gpu/bin/python .venv/bin/python) $(PYTHON))
+gpu-check:
+	$(GPU_CHECK_PYTHON) -m bench.machine gpu-check --profile $(PROFILE)
 
 # One process per backend: Keras fixes its backend at import.
 test: venv lint
@@ -39,4 +64,4 @@ lint: venv
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf .venv .venv-gpu .pytest_cache .ruff_cache

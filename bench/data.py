@@ -158,7 +158,8 @@ def _from_archive(path, max_features, maxlen, train_samples, test_samples, cache
         x_train[:train_samples], y_train[:train_samples], x_test[:test_samples], y_test[:test_samples],
         maxlen, source="aclimdb", origin=str(path),
     )
-    dataset.details.update(cached=ranked.from_cache, vocabulary_size=ranked.vocabulary_size)
+    dataset.details.update(cached=ranked.from_cache, vocabulary_size=ranked.vocabulary_size,
+                           tokenizer_version=aclimdb.TOKENIZER_VERSION)
     return dataset
 
 

@@ -29,9 +29,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 SCHEMA_VERSION = 2
-STEP_KINDS = ("train_step", "predict_step", "native_train_step", "native_predict_step")
+RUN_ID_ENV = "KERASBENCH_RUN_ID"  # set by `python -m bench run` for every process of one run
+REPEAT_INDEX_ENV = "KERASBENCH_REPEAT_INDEX"  # which repeat (0..N-1) of that run a process is
+STEP_KINDS = ("train_step", "predict_step", "native_train_step", "native_predict_step", "serve_batch1")
 KINDS = (*STEP_KINDS, "accuracy")
 REPORT_MARKER = "kerasbench_report"  # report.py's JSON output: not a result file, skipped silently
+CALIBRATION_MARKER = "kerasbench_calibration"  # calibrate.py's noise floors, kept beside the results: skipped too
 
 
 class SchemaError(ValueError):
@@ -39,6 +42,12 @@ class SchemaError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ records
+
+def single_device_layout() -> dict:
+    """``Context.layout`` of a benchmark on one device without a data-parallel engine (and of older files)."""
+    return {"engine": None, "mode": "single", "replicas": 1, "processes": 1, "devices_per_process": 1,
+            "simulated": False}
+
 
 @dataclass(frozen=True)
 class Context:
@@ -61,8 +70,16 @@ class Context:
     model_config: dict
     dataset: dict  # bench.data.Dataset.info(): "source" always, the rest by source
     jit_compile: bool | str  # what jit_compile="auto" resolved to
-    lstm_kernel: str  # which LSTM implementation ran
+    lstm_kernel: str  # which LSTM implementation ran, as the spy saw Keras pick it
     memory: dict  # host RSS growth and peak; the device allocator's peak on GPU
+    # The spy's label checked against the executed program (bench.backends: Adapter.kernel_cross_check).
+    lstm_kernel_observed: str = "not checked"  # "<family>: <evidence>" from the program, or "not checked: <why>"
+    lstm_kernel_check: str = "not checked"  # "agrees", "MISMATCH: ..." or "not checked: ..."
+    lstm_kernel_family: str = "unknown"  # what ran: cudnn, cuda, onednn, aten, loop or "mixed (...)"
+    runtime: dict = field(default_factory=dict)  # threads, denormal handling, float32 matmul precision (observed)
+    # Data-parallel layout (bench/parallel.py: DataParallel.describe): engine, mode, replicas, processes,
+    # scaling, per-replica and global batch, devices, and simulated (with simulated_why) on one CPU.
+    layout: dict = field(default_factory=single_device_layout)
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,43 @@ class StepMetrics:
     harness_vs_plain: float  # harness median / plain perf_counter loop median of the same step
     implementation: str = "keras"  # or "native"
     native_kernel: str | None = None
+    # Tail latency of the timed rounds (bench.stats.PERCENTILE_METHOD names the method), seconds.
+    p50_s: float | None = None
+    p90_s: float | None = None
+    p99_s: float | None = None
+    percentile_method: str | None = None
+    # The median's interval and how the rounds ended (bench.timing.measure_step).
+    rounds_mode: str = "fixed"  # "fixed" or "adaptive"
+    stop_reason: str | None = None  # "fixed", "target", "max rounds", "max seconds"
+    ci_low_s: float | None = None  # the median's interval (ci_method), None where the rounds are too few
+    ci_high_s: float | None = None
+    ci_half_width: float | None = None  # relative to the median: 0.02 means ±2%
+    ci_target: float | None = None  # adaptive rounds stop once ci_half_width is at most this
+    ci_confidence: float | None = None
+    ci_method: str | None = None
+    timed_s: float | None = None  # wall seconds of the timed rounds
+    measure_s: float | None = None  # wall seconds after the first call: warm-up, timed rounds, plain loop
+    queries: dict | None = None  # serve_batch1: how its query count was sized (bench.stats.QuerySizing)
+    p99_ci_low_s: float | None = None  # serve_batch1: the p99's order-statistic interval
+    p99_ci_high_s: float | None = None
+    # Energy over the timed rounds, from a hardware counter read before and after them (bench.machine):
+    # NVML's total energy on GPU, RAPL on CPU. Never an estimate: None where no counter was readable.
+    energy_j_per_step: float | None = None
+    samples_per_joule: float | None = None
+    energy_source: str = "unavailable: not measured"  # the counter, or "unavailable: <why>"
+    # Data-parallel layouts (bench/parallel.py); on one device replicas is 1 and the rest None. There,
+    # samples_per_s is the global batch over slowest_replica_step_s.
+    replicas: int = 1
+    per_replica_batch: int | None = None
+    slowest_replica_step_s: float | None = None  # per step the slowest replica's time, then the median
+    rank_step_s: list | None = None  # each process's median step time, in rank order
+    reference_step_s: float | None = None  # one device, same process (rank 0), at reference_batch: median
+    reference_batch: int | None = None  # weak scaling: the per-replica batch; strong: the global batch
+    scaling_efficiency: float | None = None  # samples/s at N over N times the reference's samples/s
+    # Before the timing: equivalence_steps data-parallel steps against as many on one device (rank 0).
+    equivalence_steps: int | None = None
+    max_weight_diff_vs_one_device: float | None = None  # largest absolute difference of any weight
+    ranks_agree: bool | None = None  # every process's weights had the same checksums
 
 
 @dataclass(frozen=True)
@@ -129,13 +183,25 @@ class RunInfo:
     argv: list
     unrecorded: list = field(default_factory=list)  # benchmarks timed but not recorded (failed mid-way)
     schema_version: int = SCHEMA_VERSION
+    # Repeats: the processes of one `python -m bench run --repeat N` share a run_id (RUN_ID_ENV) and
+    # are numbered 0..N-1 (REPEAT_INDEX_ENV); "" for a process started on its own, which is its own run.
+    run_id: str = ""
+    repeat_index: int = 0
+    # Where it was measured (bench.machine.fingerprint); {} in files written before it was recorded.
+    fingerprint: dict = field(default_factory=dict)
+    # The device and its state, observed (bench.machine.device_facts): on GPU driver, CUDA, cuDNN, clocks,
+    # temperature, power and throttle reasons before the first benchmark and after the latest one.
+    device_facts: dict = field(default_factory=dict)
 
     @classmethod
     def now(cls, *, backend: str, device: dict, settings: dict, started: datetime, finished: bool,
-            exitstatus: int | None, unrecorded: Sequence[str] = ()) -> RunInfo:
+            exitstatus: int | None, unrecorded: Sequence[str] = (), run_id: str = "", repeat_index: int = 0,
+            fingerprint: dict | None = None, device_facts: dict | None = None) -> RunInfo:
         return cls(backend=backend, device=device["device"], device_name=device["device_name"], settings=settings,
                    started=started.isoformat(), updated=datetime.now(timezone.utc).isoformat(), finished=finished,
-                   exitstatus=exitstatus, argv=list(sys.argv), unrecorded=list(unrecorded))
+                   exitstatus=exitstatus, argv=list(sys.argv), unrecorded=list(unrecorded), run_id=run_id,
+                   repeat_index=repeat_index, fingerprint=dict(fingerprint or {}),
+                   device_facts=dict(device_facts or {}))
 
 
 @dataclass(frozen=True)
@@ -226,6 +292,20 @@ class Result:
     def accuracy(self) -> AccuracyMetrics | None:
         return self.metrics if isinstance(self.metrics, AccuracyMetrics) else None
 
+    @property
+    def layout(self) -> dict:
+        return self.context.layout
+
+    @property
+    def distributed(self) -> bool:
+        """Whether it ran through a data-parallel engine (--devices / --processes), even at N = 1."""
+        return self.layout.get("engine") is not None
+
+    @property
+    def simulated(self) -> bool:
+        """Several devices simulated on one CPU (host-platform devices, logical CPUs, processes sharing it)."""
+        return bool(self.layout.get("simulated"))
+
 
 @dataclass
 class Run:
@@ -234,6 +314,7 @@ class Run:
     path: Path
     info: RunInfo
     results: list[Result]
+    commit_info: dict = field(default_factory=dict)  # pytest-benchmark's: id, time, dirty, branch, ...
 
 
 # -------------------------------------------------------------------------------------------- writing
@@ -271,7 +352,12 @@ def write(path: str | os.PathLike, benchmark_json: dict, run: RunInfo) -> None:
 
 def write_json_atomic(path: str | os.PathLike, document: Any) -> None:
     """JSON with null for NaN/Infinity (JavaScript readers reject those tokens), written atomically."""
-    write_text_atomic(path, json.dumps(_finite(document), indent=2, default=_jsonable, allow_nan=False))
+    write_text_atomic(path, json_text(document))
+
+
+def json_text(document: Any) -> str:
+    """``document`` as JSON text with null for NaN/Infinity: what every JSON kerasbench writes or prints."""
+    return json.dumps(_finite(document), indent=2, default=_jsonable, allow_nan=False)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -337,7 +423,7 @@ def load(paths: Iterable[str | os.PathLike]) -> tuple[list[Run], list[str]]:
         except json.JSONDecodeError as exc:
             warnings.append(f"{path}: skipped, not valid JSON (truncated?): {exc.msg} at line {exc.lineno}")
             continue
-        if isinstance(document, dict) and REPORT_MARKER in document:
+        if isinstance(document, dict) and (REPORT_MARKER in document or CALIBRATION_MARKER in document):
             continue
         problem = _not_ours(document)
         if problem:
@@ -399,7 +485,8 @@ def _parse_run(path: Path, document: dict) -> Run:
             stats=None if stats is None else _build(Stats, _keys(stats, f"{where}: stats"), f"{where}: stats"),
             record=_parse_record(_keys(bench.get("extra_info"), f"{where}: extra_info"), where),
         ))
-    return Run(path, info, results)
+    commit_info = document.get("commit_info")
+    return Run(path, info, results, commit_info if isinstance(commit_info, dict) else {})
 
 
 def _parse_record(extra: dict, where: str) -> Record:

@@ -3,6 +3,12 @@
 Keras fixes its backend at import, so each backend gets a fresh interpreter. A backend that is
 not installed, fails, or is killed is reported and the run goes on with the next one; every
 result file a backend finished is kept (they are written after each benchmark).
+
+``--repeat N`` runs each backend N times, interleaved (tensorflow, jax, torch, tensorflow, ...), so
+that a drift of the machine spreads over every backend instead of landing on one. The processes of
+one run share a run id (``results.RUN_ID_ENV``) and know their repeat index, which their result
+files record: the report and compare then treat them as one run of N processes. ``python -m bench
+ab`` interleaves two checkouts ("sides") the same way: base, head, base, head, ... per backend.
 """
 
 from __future__ import annotations
@@ -12,11 +18,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from bench.backends import BackendError, check_backend
+from bench.results import REPEAT_INDEX_ENV, RUN_ID_ENV
+from bench.training import PROGRESS_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_TESTS_COLLECTED = 5  # pytest's exit code when no test matched
@@ -28,48 +38,91 @@ class Outcome:
     status: str  # "ok", "not installed", "no benchmark matched", "failed (exit 1)", "killed (SIGKILL)", ...
     seconds: float = 0.0
     log: Path | None = None
+    label: str = ""  # e.g. "jax (2/3)" or "base jax (2/3)"; the backend's name alone for a single run
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
 
-def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path) -> list[Outcome]:
-    """Run the benchmarks under each backend in turn; results and logs go to ``run_dir``."""
+@dataclass(frozen=True)
+class Side:
+    """One checkout whose benchmarks run: this one, or (ab) a worktree of another commit."""
+
+    name: str  # "" for a plain run; "base" / "head" for ab
+    root: Path  # the checkout whose bench/ runs (its own code, its own conftest)
+    results: Path  # where its result files go
+    run_id: str  # shared by every process of this side (results.RUN_ID_ENV)
+    args: tuple[str, ...] = ()  # benchmark options of this side only, after the shared ones (the last wins)
+
+
+def new_run_id() -> str:
+    return f"{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path, repeat: int = 1) -> list[Outcome]:
+    """Run the benchmarks under each backend, ``repeat`` times interleaved; results and logs go to ``run_dir``."""
     run_dir = run_dir.resolve()  # the children run in the checkout: a relative folder would move
     run_dir.mkdir(parents=True, exist_ok=True)
+    return run_interleaved(backends, pytest_args, [Side("", ROOT, run_dir, new_run_id())], repeat, run_dir)
+
+
+def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence[Side], repeat: int,
+                    log_dir: Path) -> list[Outcome]:
+    """Each repeat runs each backend once per side, in that order: r1 tf base, r1 tf head, r1 jax base, ...
+
+    A backend that is not installed is reported once and skipped; an interrupted process (Ctrl-C)
+    stops everything after it.
+    """
+    if repeat < 1:
+        raise ValueError("repeat must be at least 1")
     outcomes: list[Outcome] = []
-    for index, name in enumerate(backends, start=1):
-        prefix = f"[{index}/{len(backends)}] {name}"
+    installed = []
+    for name in backends:
         try:
             check_backend(name)
+            installed.append(name)
         except BackendError as exc:
-            print(f"{prefix}: skipped: {exc}", flush=True)
-            outcomes.append(Outcome(name, "not installed"))
-            continue
-        print(f"{prefix}: running pytest bench/ {' '.join(pytest_args)}", flush=True)
-        outcome = _run_one(name, pytest_args, run_dir)
-        print(f"{prefix}: {outcome.status} after {outcome.seconds:.0f} s (log: {outcome.log})", flush=True)
-        outcomes.append(outcome)
-        if outcome.status == "interrupted":
-            break
+            print(f"{name}: skipped: {exc}", flush=True)
+            outcomes.append(Outcome(name, "not installed", label=name))
+    total = len(installed) * len(sides) * repeat
+    done = 0
+    for index in range(repeat):
+        for name in installed:
+            for side in sides:
+                done += 1
+                label = " ".join(filter(None, [side.name, name, f"({index + 1}/{repeat})" if repeat > 1 else ""]))
+                stem = "-".join(filter(None, [side.name, name, str(index + 1) if repeat > 1 else ""]))
+                print(f"[{done}/{total}] {label}: running pytest bench/ {' '.join(pytest_args)}", flush=True)
+                outcome = _run_one(name, pytest_args, side, index, log_dir / f"{stem}.log")
+                outcome.label = label
+                print(f"[{done}/{total}] {label}: {outcome.status} after {outcome.seconds:.0f} s "
+                      f"(log: {outcome.log})", flush=True)
+                outcomes.append(outcome)
+                if outcome.status == "interrupted":
+                    return outcomes
     return outcomes
 
 
-def _run_one(name: str, pytest_args: list[str], run_dir: Path) -> Outcome:
-    log = run_dir / f"{name}.log"
+def _run_one(name: str, pytest_args: list[str], side: Side, repeat_index: int, log: Path) -> Outcome:
     command = [sys.executable, "-m", "pytest", "bench/", "-v",
-               "--results-dir", str(run_dir), *pytest_args]
-    env = {**os.environ, "KERAS_BACKEND": name, "PYTHONUNBUFFERED": "1"}
+               "--results-dir", str(side.results), *pytest_args, *side.args]
+    env = {**os.environ, "KERAS_BACKEND": name, "PYTHONUNBUFFERED": "1", RUN_ID_ENV: side.run_id,
+           REPEAT_INDEX_ENV: str(repeat_index)}
     start = time.perf_counter()  # wall time of a whole child process: no device sync involved
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", buffering=1) as fh:  # line-buffered: the log grows while the backend runs
+        proc = subprocess.Popen(command, cwd=side.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, bufsize=1)
         try:
             for line in proc.stdout:  # progress: each benchmark's PASSED/FAILED line as it lands
                 fh.write(line)
-                if "::" in line and any(word in line for word in ("PASSED", "FAILED", "ERROR")):
+                if PROGRESS_PREFIX in line:  # after pytest's "." when -q is passed on
+                    _show_progress(line[line.index(PROGRESS_PREFIX):].strip())
+                elif "::" in line and any(word in line for word in ("PASSED", "FAILED", "ERROR")):
+                    _show_progress("")
                     print(f"    {line.strip()}", flush=True)
+            _show_progress("")
             code = proc.wait()
         except KeyboardInterrupt:
             # The child got the same Ctrl-C and saves what it finished; wait for it, then stop.
@@ -86,6 +139,17 @@ def _run_one(name: str, pytest_args: list[str], run_dir: Path) -> Outcome:
     return Outcome(name, f"failed (exit {code}): {_last_error(log)}", seconds, log)
 
 
+def _show_progress(text: str) -> None:
+    """A training progress line (bench.training.Progress): rewritten in place on a terminal, else printed.
+
+    An empty ``text`` clears the line on a terminal, before a benchmark's PASSED/FAILED line.
+    """
+    if sys.stdout.isatty():
+        print(f"\r\x1b[K{'    ' + text if text else ''}", end="", flush=True)
+    elif text:
+        print(f"    {text}", flush=True)
+
+
 def _last_error(log: Path) -> str:
     """The most telling line of a failed run's log, for the summary."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
@@ -95,12 +159,13 @@ def _last_error(log: Path) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-def default_run_dir(results_dir: Path) -> Path:
-    return results_dir / "runs" / datetime.now().strftime("%Y%m%dT%H%M%S")
+def default_run_dir(results_dir: Path, prefix: str = "") -> Path:
+    """``<results>/runs/<prefix><time>``, e.g. runs/ab-20261129T150000."""
+    return results_dir / "runs" / f"{prefix}{datetime.now():%Y%m%dT%H%M%S}"
 
 
 def summary(outcomes: list[Outcome]) -> str:
     lines = ["| backend | status | wall s |", "|---|---|---:|"]
     for o in outcomes:
-        lines.append(f"| {o.backend} | {o.status} | {o.seconds:.0f} |")
+        lines.append(f"| {o.label or o.backend} | {o.status} | {o.seconds:.0f} |")
     return "\n".join(lines) + "\n"

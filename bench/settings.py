@@ -11,12 +11,13 @@ import argparse
 import os
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.backends import DEVICES
 from bench.data import SOURCES
-from bench.profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from bench.parallel import MAX_REPLICAS, SCALINGS, Layout
+from bench.profiles import DEFAULT_PROFILE, PROFILES, AdaptiveRounds, Profile, get_profile
 from bench.variants import DEFAULT_VARIANT, VARIANTS, get_variant
 from model import DEFAULT_CONFIG, ModelConfig
 
@@ -25,7 +26,10 @@ from model import DEFAULT_CONFIG, ModelConfig
 MAX_BATCH_SIZE = 65536
 MAX_MAXLEN = 100_000
 MAX_SEED = 2**32 - 1  # NumPy's seeds are 32-bit
+DEFAULT_SEED = 1337
+MAX_SEEDS = 1000  # --seeds N: a typo (10000 for 10) should fail at once, not after days of training
 RESULTS_ENV = "KERASBENCH_RESULTS"
+ROUNDS = ("profile", "adaptive", "fixed")
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
@@ -65,6 +69,28 @@ def seed_int(text: str) -> int:
     return value
 
 
+class Seeds(tuple):
+    """Seeds that print as the option is written ("0,1,2"), so `python -m bench run` forwards them as text."""
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self))
+
+
+def seed_list(text: str) -> Seeds:
+    """argparse type for --seeds: "0,1,2,3,4" (those seeds, no repeats) or a count "5" (seeds 0 to 4)."""
+    if "," not in text:
+        count = positive_int(text)
+        if count > MAX_SEEDS:
+            raise argparse.ArgumentTypeError(f"{count} seeds is more than the supported maximum {MAX_SEEDS}")
+        return Seeds(range(count))
+    seeds = Seeds(seed_int(part) for part in text.split(",") if part.strip())
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a seed: each seed would give the same run again")
+    return seeds
+
+
 def bounded_int(limit: int) -> Callable[[str], int]:
     """argparse type: an integer from 1 to ``limit``."""
 
@@ -86,10 +112,27 @@ class RunSettings:
     imdb_path: str | None
     device: str
     threads: int
-    seed: int
+    seed: int  # the step benchmarks' seed
     train_samples: int | None
     test_samples: int | None
     results_dir: Path
+    seeds: tuple[int, ...] = ()  # the accuracy benchmark runs once per seed; empty means (seed,)
+    rounds: str = "profile"  # step benchmarks' rounds: "profile", "adaptive" or "fixed" (ROUNDS)
+    strict_gpu: bool = False  # other processes on the GPU: an error (True) or a warning
+    layout: Layout = field(default_factory=Layout)  # --devices/--processes/--scaling (bench/parallel.py)
+
+    @property
+    def accuracy_seeds(self) -> tuple[int, ...]:
+        return self.seeds or (self.seed,)
+
+    @property
+    def adaptive(self) -> AdaptiveRounds | None:
+        """How the step benchmarks' rounds end: adaptively (the profile's, or the defaults), or None: fixed."""
+        if self.rounds == "fixed":
+            return None
+        if self.rounds == "adaptive":
+            return self.profile.adaptive or AdaptiveRounds()
+        return self.profile.adaptive
 
     def describe(self) -> dict:
         """The settings as a result file records them."""
@@ -103,6 +146,9 @@ class RunSettings:
             "epochs": self.model.epochs,
             "threads": self.threads,
             "seed": self.seed,
+            "layout": self.layout.as_dict(),
+            "seeds": list(self.accuracy_seeds),
+            "rounds": self.rounds,
             "model_config": asdict(self.model),
         }
 
@@ -122,10 +168,38 @@ OPTIONS: list[tuple[str, dict]] = [
     ("--epochs", dict(type=positive_int, default=None, help="override the profile's epochs (accuracy benchmark)")),
     ("--train-samples", dict(type=positive_int, default=None, help="override the profile's training reviews")),
     ("--test-samples", dict(type=positive_int, default=None, help="override the profile's validation reviews")),
-    ("--threads", dict(type=positive_int, default=None, help="CPU threads for TF and torch (default: all cores)")),
-    ("--seed", dict(type=seed_int, default=1337, help="seed for weights, batch order and synthetic data")),
+    ("--threads", dict(type=positive_int, default=None,
+                       help="CPU threads for every backend (default: the CPUs this process may use)")),
+    ("--seed", dict(type=seed_int, default=None,
+                    help=f"seed for weights and batch order (default {DEFAULT_SEED}); one accuracy run")),
+    ("--seeds", dict(type=seed_list, default=None, metavar="LIST_OR_COUNT",
+                     help="run the accuracy benchmark once per seed: 0,1,2,3,4 or a count (5 = seeds 0 to 4); "
+                          "default: the profile's (parity: 5), else --seed")),
     ("--results-dir", dict(default=None, help="where result files go (default: $KERASBENCH_RESULTS or results/)")),
+    ("--rounds", dict(choices=ROUNDS, default="profile",
+                      help="step benchmarks' timed rounds: the profile's (quick, full: adaptive), adaptive (until the "
+                           "median's 95%% interval is within the profile's target) or fixed (the profile's counts)")),
+    # A value-taking flag (--strict-gpu alone means yes) so that `python -m bench run` forwards it as it is.
+    ("--strict-gpu", dict(nargs="?", const="yes", default="no", choices=("yes", "no"),
+                          help="fail, instead of warning, when other processes use the GPU the run measures on")),
+    ("--devices", dict(type=bounded_int(MAX_REPLICAS), default=None,
+                       help="train-step and accuracy benchmarks data-parallel over N devices of one process, through "
+                            "the backend's engine (JAX, TensorFlow; on CPU N simulated devices); ids get -dpN")),
+    ("--processes", dict(type=bounded_int(MAX_REPLICAS), default=None,
+                         help="the same over N local processes (one device each) launched by the suite on 127.0.0.1; "
+                              "rank 0 writes the results; ids get -mpN")),
+    ("--scaling", dict(choices=SCALINGS, default="weak",
+                       help="with --devices/--processes: weak keeps --batch-size per replica (global batch N times "
+                            "larger), strong keeps it as the global batch (split over the N replicas)")),
 ]
+
+
+def default_threads() -> int:
+    """The CPUs this process may use (its affinity: taskset, cgroups cpusets), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def from_options(get: Callable[[str], object]) -> RunSettings:
@@ -136,6 +210,18 @@ def from_options(get: Callable[[str], object]) -> RunSettings:
         overrides["batch_size"] = get("batch_size")
     if get("maxlen"):
         overrides["maxlen"] = get("maxlen")
+    seed, seeds = get("seed"), get("seeds")
+    if seed is not None and seeds is not None:
+        raise ValueError("give --seed (one accuracy run) or --seeds (one per seed), not both")
+    if seeds is None:
+        # A profile's seed count applies unless one seed was asked for.
+        seeds = tuple(range(profile.seeds)) if seed is None and profile.seeds > 1 else None
+    layout = Layout(devices=get("devices"), processes=get("processes"), scaling=get("scaling") or "weak")
+    if layout.distributed:
+        layout.batches(overrides.get("batch_size", DEFAULT_CONFIG.batch_size))  # strong scaling must divide it
+        if overrides.get("steps_per_execution", 1) != 1:
+            raise ValueError("--devices/--processes time one data-parallel step per call: the spe8 variant "
+                             "(steps_per_execution) does not apply to them")
     return RunSettings(
         profile=profile,
         model=DEFAULT_CONFIG.replace(**overrides),
@@ -143,9 +229,13 @@ def from_options(get: Callable[[str], object]) -> RunSettings:
         dataset=get("dataset"),
         imdb_path=get("imdb_path"),
         device=get("device"),
-        threads=get("threads") or os.cpu_count() or 1,
-        seed=get("seed"),
+        threads=get("threads") or default_threads(),
+        seed=DEFAULT_SEED if seed is None else seed,
         train_samples=get("train_samples") or profile.train_samples,
         test_samples=get("test_samples") or profile.test_samples,
         results_dir=results_dir(get("results_dir")),
+        seeds=tuple(seeds or ()),
+        rounds=get("rounds") or "profile",
+        strict_gpu=get("strict_gpu") == "yes",
+        layout=layout,
     )

@@ -1,4 +1,8 @@
-"""Accuracy: train for the profile's epochs; each timed round is one epoch (train + validation)."""
+"""Accuracy: train for the profile's epochs; each timed round is one epoch (train + validation).
+
+Runs once per seed of --seeds (the plugin parametrizes ``seed``): the seed draws the initial
+weights and the batch order, the same way on every backend.
+"""
 
 import math
 
@@ -8,8 +12,8 @@ from bench import training
 from bench.results import AccuracyMetrics
 
 
-def test_accuracy(benchmark, target, model, imdb, settings, record):
-    if settings.profile.sweep_batch_sizes or settings.profile.sweep_maxlens:
+def test_accuracy(benchmark, target, seed, model, imdb, settings, record, progress, layout):
+    if not settings.profile.accuracy:
         pytest.skip("the sweep profile measures step latency only")
     epochs: list[training.EpochRecord] = []
     failure: training.NonFiniteLoss | None = None
@@ -19,13 +23,13 @@ def test_accuracy(benchmark, target, model, imdb, settings, record):
         if failure is None:
             try:
                 epoch = len(epochs) + 1
-                epochs.append(training.fit_epoch(model, imdb, epoch, settings.model.batch_size, settings.seed))
+                epochs.append(layout.fit_epoch(model, imdb, epoch, settings.model.batch_size, seed, progress))
             except training.NonFiniteLoss as exc:
                 failure = exc
 
     benchmark.pedantic(one_epoch, rounds=settings.model.epochs, warmup_rounds=0)
     target_acc = settings.profile.target_accuracy
-    batch = settings.model.batch_size
+    batch = layout.global_batch(settings.model.batch_size)  # --batch-size, or N times it (weak scaling)
     metrics = AccuracyMetrics(
         status="ok" if failure is None else f"failed: {failure}",
         history=[e.as_dict() for e in epochs],
@@ -36,7 +40,7 @@ def test_accuracy(benchmark, target, model, imdb, settings, record):
         val_samples_used=len(imdb.y_test) // batch * batch,
         first_epoch_s=epochs[0].seconds if epochs else None,
     )
-    record(benchmark, "accuracy", metrics, model=model)
+    record(benchmark, "accuracy", metrics, model=model, **layout.context(settings.model.batch_size))
     if failure is not None:
         pytest.fail(str(failure), pytrace=False)
     assert all(math.isfinite(e.val_loss) for e in epochs), "validation loss is not finite"

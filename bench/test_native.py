@@ -26,7 +26,7 @@ def test_native_train_step(benchmark, target, shape, model, imdb, settings, reco
     p = settings.profile
     metrics = timing.bench_step(benchmark, lambda batches: native.native_train_step(model, batches), imdb.x_train,
                                 imdb.y_train, shape, rounds=p.train_rounds, warmup_rounds=p.warmup_rounds,
-                                staged_batches=p.staged_batches)
+                                staged_batches=p.staged_batches, adaptive=settings.adaptive)
     record_native(record, benchmark, "native_train_step", metrics, model, shape)
 
 
@@ -34,5 +34,5 @@ def test_native_predict_step(benchmark, target, shape, model, imdb, settings, re
     p = settings.profile
     metrics = timing.bench_step(benchmark, lambda batches: native.native_predict_step(model, batches), imdb.x_test,
                                 imdb.y_test, shape, rounds=p.predict_rounds, warmup_rounds=p.warmup_rounds,
-                                staged_batches=p.staged_batches)
+                                staged_batches=p.staged_batches, adaptive=settings.adaptive)
     record_native(record, benchmark, "native_predict_step", metrics, model, shape)

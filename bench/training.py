@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,35 +37,74 @@ class EpochRecord:
         return asdict(self)
 
 
-def fit_epoch(model: Any, data: Dataset, epoch: int, batch_size: int, seed: int) -> EpochRecord:
+def fit_epoch(model: Any, data: Dataset, epoch: int, batch_size: int, seed: int,
+              progress: Progress | None = None) -> EpochRecord:
     """Train one epoch (full batches only, in a seeded order) and validate; ``epoch`` is 1-based.
 
     The order is drawn with NumPy, not by ``fit(shuffle=True)``, so every backend sees the same
     batches. Partial last batches are dropped from both splits: they would retrace on JAX/TF.
     """
-    import keras
-
     n_train = len(data.y_train) // batch_size * batch_size
     n_test = len(data.y_test) // batch_size * batch_size
     order = np.random.default_rng(seed + epoch).permutation(len(data.y_train))[:n_train]
 
-    class CheckLoss(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            loss = float((logs or {}).get("loss", 0.0))
-            if not math.isfinite(loss):
-                raise NonFiniteLoss(epoch, batch + 1, loss)
-
+    check = loss_check(epoch)
     start = time.perf_counter()
     history = model.fit(
         data.x_train[order], data.y_train[order].astype("float32"),
         batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
         validation_data=(data.x_test[:n_test], data.y_test[:n_test].astype("float32")),
-        callbacks=[CheckLoss()],
+        callbacks=[check, *([progress.callback(epoch)] if progress else [])],
     )
     backends.current().sync()  # fit already read its metrics back; this also drains any queued CUDA work
     seconds = time.perf_counter() - start
+    check.raise_if_failed()
     h = {key: float(values[-1]) for key, values in history.history.items()}
     return EpochRecord(epoch, seconds, h["loss"], h["accuracy"], h["val_loss"], h["val_accuracy"])
+
+
+def loss_check(epoch: int) -> Any:
+    """A Keras callback that stops ``fit`` at the first non-finite training loss of epoch ``epoch`` (1-based).
+
+    It is ``async_safe``: on backends Keras calls thread-safe (JAX, PyTorch), batch-end callbacks
+    then run on Keras's callback thread pool and the training loop does not wait for the loss to be
+    read back after each step (Keras 3.15, callbacks/callback_list.py: a callback that overrides
+    ``on_train_batch_end`` without ``async_safe`` turns that off for every callback, and each step
+    then ends in a device sync). On TensorFlow Keras dispatches callbacks in the loop either way.
+    As threads may finish out of order, the earliest bad step is kept; ``fit`` is asked to stop,
+    and ``raise_if_failed`` raises ``NonFiniteLoss`` naming that epoch and step once ``fit`` returned.
+    """
+    import keras
+
+    class LossCheck(keras.callbacks.Callback):
+        async_safe = True
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._lock = threading.Lock()
+            self._fitting: Any = None
+            self.failure: NonFiniteLoss | None = None
+
+        def set_model(self, model: Any) -> None:
+            super().set_model(model)
+            # Kept here because ``self.model`` syncs JAX's training state into the variables: from
+            # Keras's callback thread that would race the loop, which donates those buffers.
+            self._fitting = model
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            loss = float((logs or {}).get("loss", 0.0))
+            if math.isfinite(loss):
+                return
+            with self._lock:
+                if self.failure is None or batch + 1 < self.failure.step:
+                    self.failure = NonFiniteLoss(epoch, batch + 1, loss)
+            self._fitting.stop_training = True
+
+        def raise_if_failed(self) -> None:
+            if self.failure is not None:
+                raise self.failure
+
+    return LossCheck()
 
 
 def time_to_accuracy(epochs: list[EpochRecord], target: float) -> float | None:
@@ -73,3 +115,103 @@ def time_to_accuracy(epochs: list[EpochRecord], target: float) -> float | None:
         if record.val_accuracy >= target:
             return elapsed
     return None
+
+
+# ------------------------------------------------------------------------------------------ progress
+
+PROGRESS_PREFIX = "kerasbench progress:"  # bench/runner.py forwards the lines that start with it
+PROGRESS_EVERY_S = 1.0
+
+
+def duration_text(seconds: float) -> str:
+    """'45 s', '3 min 05 s', '1 h 02 min'."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class Progress:
+    """Epoch, step, loss and time left of an accuracy run, as one line at most every ``every_s`` seconds.
+
+    Keras calls it after every batch (``callback``), from a worker thread where the backend allows
+    it (its ``async_safe`` callbacks), so the training loop does not wait for it; between lines it
+    only reads a clock. The time left assumes the remaining training steps go at the pace of those
+    done so far (validation of finished epochs included in that pace).
+    """
+
+    def __init__(self, write: Callable[[str], None], epochs: int, label: str = "",
+                 every_s: float = PROGRESS_EVERY_S, clock: Callable[[], float] = time.monotonic):
+        self.write, self.epochs, self.label, self.every_s, self.clock = write, epochs, label, every_s, clock
+        self._lock = threading.Lock()  # Keras may run several batch-end callbacks at once
+        self._started: float | None = None
+        self._last_line = -math.inf
+        self._epoch = self._steps = self._step = self._validated = 0
+        self._loss: float | None = None
+
+    def begin_epoch(self, epoch: int, steps: int) -> None:
+        with self._lock:
+            if self._started is None:
+                self._started = self.clock()
+            self._epoch, self._steps, self._step, self._validated = epoch, steps, 0, 0
+
+    def train_step(self, step: int, loss: float | None) -> None:
+        """Training batch ``step`` (1-based) of the current epoch ended with ``loss``."""
+        with self._lock:
+            if step >= self._step:  # worker threads may finish out of order
+                self._step, self._loss = step, loss
+            self._maybe_write()
+
+    def validation_step(self, step: int) -> None:
+        with self._lock:
+            self._validated = max(self._validated, step)
+            self._maybe_write()
+
+    def line(self) -> str:
+        """The progress line as it stands."""
+        parts = [PROGRESS_PREFIX + (f" {self.label}" if self.label else ""), f"epoch {self._epoch}/{self.epochs}"]
+        if self._validated:
+            parts.append(f"validating batch {self._validated}")
+        else:
+            parts.append(f"step {self._step}/{self._steps or '?'}")
+        if self._loss is not None:
+            parts.append(f"loss {self._loss:.4f}")
+        done = (self._epoch - 1) * self._steps + self._step
+        total = self.epochs * self._steps
+        if self._started is not None and done > 0 and total:
+            left = (self.clock() - self._started) / done * (total - done)
+            parts.append(f"~{duration_text(left)} left")
+        return " · ".join(parts)
+
+    def _maybe_write(self) -> None:
+        now = self.clock()
+        if now - self._last_line < self.every_s:
+            return
+        self._last_line = now
+        with contextlib.suppress(OSError):  # a closed terminal or pipe must not end a training run
+            self.write(self.line())
+
+    def callback(self, epoch: int) -> Any:
+        """This progress as a Keras callback for the ``fit`` of epoch ``epoch`` (1-based)."""
+        import keras
+
+        progress = self
+
+        class ProgressCallback(keras.callbacks.Callback):
+            # Keras dispatches batch-end calls of async-safe callbacks to a thread pool (on backends
+            # that are thread-safe), so the loop does not block on reading the loss back each step.
+            async_safe = True
+
+            def on_train_begin(self, logs: dict | None = None) -> None:
+                progress.begin_epoch(epoch, int(self.params.get("steps") or 0))
+
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                loss = (logs or {}).get("loss")
+                progress.train_step(batch + 1, None if loss is None else float(loss))
+
+            def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                progress.validation_step(batch + 1)
+
+        return ProgressCallback()

@@ -8,13 +8,23 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from bench import results
 from bench.results import AccuracyMetrics, Context, Record, RunInfo, StepMetrics
 
 KINDS = ("train_step", "predict_step", "accuracy")
 
 
-def _stats(median: float, iqr: float, rounds: int) -> dict:
+def _stats(median: float, iqr: float, rounds: int, data: list | None = None) -> dict:
+    if data is not None:  # real round times: the statistics pytest-benchmark would compute from them
+        median, rounds = float(np.median(data)), len(data)
+        q1, q3 = (float(q) for q in np.percentile(data, [25, 75]))
+        iqr = q3 - q1
+        return {"min": min(data), "max": max(data), "mean": float(np.mean(data)), "stddev": float(np.std(data)),
+                "rounds": rounds, "median": median, "iqr": iqr, "q1": q1, "q3": q3, "iqr_outliers": 0,
+                "stddev_outliers": 0, "outliers": "0;0", "ld15iqr": q1, "hd15iqr": q3, "ops": 1 / float(np.mean(data)),
+                "total": float(np.sum(data)), "iterations": 1, "data": list(data)}
     q1, q3 = median - iqr / 2, median + iqr / 2
     return {
         "min": q1 - iqr / 2, "max": q3 + iqr / 2, "mean": median, "stddev": iqr / 1.35, "rounds": rounds,
@@ -30,8 +40,13 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
                 accuracy: float | None = 0.80, history: list[dict] | None = None, status: str = "ok",
                 finished: bool = True, started: str = "2026-11-29T08:00:00+00:00", keras: str = "3.15.1",
                 device_name: str = "Test CPU", kinds: tuple[str, ...] = KINDS, rounds: int = 30,
-                target_accuracy: float = 0.70) -> dict:
-    """One run's result document; ``train``/``predict``/``epoch`` are (median, IQR) in seconds."""
+                target_accuracy: float = 0.70, data: dict | None = None, run_id: str = "", repeat_index: int = 0,
+                fingerprint: dict | None = None) -> dict:
+    """One run's result document; ``train``/``predict``/``epoch`` are (median, IQR) in seconds.
+
+    ``data`` maps a kind to its round times (seconds), which then make its statistics; ``run_id`` and
+    ``repeat_index`` make the file one process of a repeated run; ``fingerprint`` is the machine's.
+    """
     label = f"{backend}-{device}"
     settings = {"profile": profile, "variant": "default", "dataset_requested": dataset, "device_requested": "auto",
                 "batch_size": batch_size, "maxlen": maxlen, "epochs": 1, "threads": 2, "seed": 1337,
@@ -56,7 +71,8 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
                                       train_samples_used=4992, val_samples_used=1984, first_epoch_s=epoch[0])
         else:
             median, iqr = train if kind == "train_step" else predict
-            stats = _stats(median, iqr, rounds)
+            stats = _stats(median, iqr, rounds, (data or {}).get(kind))
+            median = stats["median"]
             metrics = StepMetrics(staged_batches=8, first_step_s=1.5, samples_per_s=batch_size / median,
                                   plain_loop_median_s=median, harness_vs_plain=1.0)
         benchmarks.append({
@@ -66,7 +82,8 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
             "options": {"timer": "perf_counter"}, "stats": stats,
         })
     run = RunInfo(backend=backend, device=device, device_name=device_name, settings=settings, started=started,
-                  updated=started, finished=finished, exitstatus=0 if finished else None, argv=[])
+                  updated=started, finished=finished, exitstatus=0 if finished else None, argv=[], run_id=run_id,
+                  repeat_index=repeat_index, fingerprint=fingerprint or {})
     return {
         "machine_info": {"node": "test", "kerasbench": {"backend": backend, "keras": keras, backend: "1.0.0"}},
         "commit_info": {"id": "0" * 40, "dirty": False},

@@ -31,7 +31,7 @@ def test_result_file_is_named_for_backend_device_and_profile(tiny_run):
 def test_benchmark_names_carry_backend_and_device(tiny_run):
     _, doc = tiny_run
     label = f"{selected_backend()}-cpu"
-    kinds = ["accuracy", "predict_step", "train_step"]
+    kinds = ["accuracy", "predict_step", "serve_batch1", "train_step"]
     if native.is_supported():
         kinds += ["native_predict_step", "native_train_step"]
     assert sorted(b["name"] for b in doc["benchmarks"]) == sorted(f"test_{kind}[{label}]" for kind in kinds)

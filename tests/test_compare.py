@@ -1,18 +1,23 @@
-"""bench.compare: the noise-aware regression gate, the diff table, CI exports, the CLI exit codes."""
+"""bench.compare: the gate that counts noise between processes, machines, the diff table, exports, the CLI."""
 
 import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench import calibrate, report, results
 from bench import compare as cmp
-from bench import report, results
-from bench.__main__ import fraction
+from bench.__main__ import confidence_level, fraction
 from tests.conftest import run_cli as run_bench_cli
 from tests.resultfiles import make_result, write_result
+
+MACHINE = {"cpu_model": "Test CPU 1", "usable_cores": 2, "logical_cpus": 2, "threads": 2, "gpu": None,
+           "gpu_driver": None, "os": "Linux-6", "python": "3.11.7", "backend": "jax", "backend_version": "1.0.0",
+           "keras": "3.15.1"}
 
 
 def files(tmp_path, side, *documents):
@@ -22,52 +27,184 @@ def files(tmp_path, side, *documents):
     return folder
 
 
+def processes(tmp_path, side, medians, *, backend="jax", spread=0.01, rounds=30, seed=0, fingerprint=MACHINE,
+              started_day=1, kinds=("train_step",), run_id=None, **settings):
+    """One run of len(medians) processes: process i's train rounds scatter by ``spread`` around medians[i]."""
+    folder = tmp_path / side
+    rng = np.random.default_rng(seed)
+    run_id = run_id or f"{side}-{started_day}"
+    for i, median in enumerate(medians):
+        data = list(median * (1 + spread * rng.standard_normal(rounds)))
+        started = f"2026-11-{started_day:02d}T08:{i:02d}:00+00:00"
+        document = make_result(backend, kinds=kinds, data={"train_step": data}, run_id=run_id, repeat_index=i,
+                               fingerprint=fingerprint, started=started, **settings)
+        write_result(folder, document, name=f"{backend}-{run_id}-{i}.json")
+    return folder
+
+
 def verdicts(changes):
     return {(ch.name.split("[")[0], ch.metric): ch.verdict for ch in changes}
 
 
-def test_clear_slowdown_with_tight_spread_is_a_regression(tmp_path):
+def latency(changes, kind="test_train_step"):
+    [change] = [ch for ch in changes if ch.metric == "latency" and ch.name.startswith(kind)]
+    return change
+
+
+# ------------------------------------------------------------------------------------ the latency gate
+
+def test_clear_slowdown_across_three_processes_a_side_is_a_regression(tmp_path):
+    base = processes(tmp_path, "base", [0.100, 0.101, 0.099])
+    cur = processes(tmp_path, "cur", [0.130, 0.131, 0.129], seed=1)
+    _, regressions = cmp.compare([base], [cur])
+    [regression] = regressions
+    assert regression.verdict == "REGRESSION (slower)" and regression.processes == (3, 3)
+    assert regression.change == pytest.approx(30.0, abs=1.0)
+    assert regression.test.low > 1 and regression.test.p_value < 0.01
+    assert regression.baseline == pytest.approx(100, rel=0.02)  # median of process medians, ms
+
+
+def test_one_process_a_side_shows_the_change_but_cannot_gate(tmp_path):
+    # The old rule called this a regression on one run's IQR; one process has no between-process spread.
     base = files(tmp_path, "base", make_result("jax", train=(0.100, 0.004)))
     cur = files(tmp_path, "cur", make_result("jax", train=(0.130, 0.004)))
     changes, regressions = cmp.compare([base], [cur])
-    assert [(r.name, r.metric) for r in regressions] == [("test_train_step[jax-cpu]", "latency")]
-    assert regressions[0].change == pytest.approx(30.0) and regressions[0].verdict == "REGRESSION (slower)"
-    assert verdicts(changes)[("test_predict_step", "latency")] == "ok"
+    assert regressions == []
+    change = latency(changes)
+    assert change.change == pytest.approx(30.0)
+    assert change.verdict == "cannot gate: 1 vs 1 processes, needs 3 a side (--repeat 3)"
+    assert cmp.compare([base], [cur], min_processes=1)[1]  # the gate itself would act
 
 
-def test_one_round_timings_are_shown_but_not_gated(tmp_path):
-    # One-epoch times of the same code moved 12% between two runs here: no spread, no gate.
-    base = files(tmp_path, "base", make_result("torch", epoch=(100.0, 0.0)))
-    cur = files(tmp_path, "cur", make_result("torch", epoch=(150.0, 0.0)))
+def test_drift_between_processes_is_noise_not_a_regression(tmp_path):
+    # Each process is tight (±1% rounds), but the current processes land 5%, 12% and 25% slower: the
+    # median moved 12%, past the threshold, yet another draw of processes could move it anywhere.
+    base = processes(tmp_path, "base", [0.100, 0.100, 0.100])
+    cur = processes(tmp_path, "cur", [0.095, 0.112, 0.125], seed=1)
     changes, regressions = cmp.compare([base], [cur])
-    assert not regressions
-    assert verdicts(changes)[("test_accuracy", "latency")] == "not gated (too few rounds)"
+    change = latency(changes)
+    assert regressions == [] and change.verdict == "within noise"
+    assert change.change == pytest.approx(12.0, abs=1.0) and change.test.low < 1 < change.test.high
 
 
-def test_slowdown_inside_the_spread_is_not_a_regression(tmp_path):
-    # 15% slower, past the threshold, but the IQRs overlap (Q1 0.0915 < baseline Q3 0.115).
-    base = files(tmp_path, "base", make_result("jax", train=(0.100, 0.030)))
-    cur = files(tmp_path, "cur", make_result("jax", train=(0.115, 0.047)))
+def test_significant_change_under_the_threshold_is_ok(tmp_path):
+    base = processes(tmp_path, "base", [0.100, 0.100, 0.100], spread=0.002)
+    cur = processes(tmp_path, "cur", [0.104, 0.104, 0.104], spread=0.002, seed=1)
+    changes, regressions = cmp.compare([base], [cur])
+    change = latency(changes)
+    assert regressions == [] and change.verdict == "ok" and change.test.low > 1  # real, but under 10%
+    assert cmp.compare([base], [cur], threshold=0.02)[1]  # past a 2% threshold it counts
+
+
+def test_clear_speedup_is_faster(tmp_path):
+    base = processes(tmp_path, "base", [0.100, 0.101, 0.099])
+    cur = processes(tmp_path, "cur", [0.070, 0.071, 0.069], seed=1)
+    changes, regressions = cmp.compare([base], [cur])
+    assert regressions == [] and latency(changes).verdict == "faster" and latency(changes).test.high < 1
+
+
+def test_noise_floor_raises_the_limit(tmp_path):
+    base = processes(tmp_path, "base", [0.100, 0.100, 0.100], spread=0.002)
+    cur = processes(tmp_path, "cur", [0.115, 0.115, 0.115], spread=0.002, seed=1)
+    assert cmp.compare([base], [cur])[1]
+    key = calibrate.noise_key(results.results_of(results.load([cur])[0])[0])
+    changes, regressions = cmp.compare([base], [cur], noise={key: 0.20})
+    change = latency(changes)
+    assert regressions == [] and change.verdict == "ok" and change.limit == 0.20 and change.noise_floor == 0.20
+    assert "20.0% (noise floor)" in cmp.render_comparison(changes)
+    changes, _ = cmp.compare([base], [cur], noise={key: 0.05})  # a floor under the threshold changes nothing
+    assert latency(changes).limit == cmp.DEFAULT_THRESHOLD
+
+
+def slowed(tmp_path, folder, factor):
+    """A copy of a side's files with every round (and so every median) multiplied by ``factor``."""
+    out = tmp_path / f"{folder.name}-x{factor}"
+    out.mkdir()
+    for path in folder.glob("*.json"):
+        document = json.loads(path.read_text())
+        for bench in document["benchmarks"]:
+            bench["stats"]["data"] = [t * factor for t in bench["stats"]["data"]]
+            bench["stats"]["median"] = float(np.median(bench["stats"]["data"]))
+        (out / path.name).write_text(json.dumps(document))
+    return out
+
+
+def test_detects_is_the_smallest_slowdown_this_noise_lets_through(tmp_path):
+    # The baseline against a copy of itself gives the resolution; a copy slowed by just more than it
+    # is flagged, by just less is not.
+    base = processes(tmp_path, "base", [0.100, 0.102, 0.099], spread=0.02)
+    changes, regressions = cmp.compare([base], [slowed(tmp_path, base, 1.0)], threshold=0.0)
+    detects = latency(changes).detects
+    assert regressions == [] and 0 < detects < 0.2
+    assert cmp.compare([base], [slowed(tmp_path, base, 1 + detects + 0.002)], threshold=0.0)[1]
+    assert not cmp.compare([base], [slowed(tmp_path, base, 1 + detects - 0.002)], threshold=0.0)[1]
+    changes, _ = cmp.compare([base], [slowed(tmp_path, base, 1.3)], threshold=0.0)
+    assert latency(changes).detects == pytest.approx(detects, rel=1e-6)  # a property of the noise, not the shift
+
+
+def test_different_machines_are_not_comparable(tmp_path):
+    other = {**MACHINE, "cpu_model": "Other CPU 9"}
+    base = processes(tmp_path, "base", [0.100, 0.101, 0.099])
+    cur = processes(tmp_path, "cur", [0.130, 0.131, 0.129], seed=1, fingerprint=other)
     changes, regressions = cmp.compare([base], [cur])
     assert regressions == []
-    assert verdicts(changes)[("test_train_step", "latency")] == "within noise"
+    assert latency(changes).verdict == "not comparable: CPU model differs: Test CPU 1 vs Other CPU 9"
+    assert latency(changes).change == pytest.approx(30.0, abs=1.0)  # still shown
 
 
-def test_slowdown_under_the_threshold_is_not_a_regression(tmp_path):
-    base = files(tmp_path, "base", make_result("jax", train=(0.100, 0.001)))
-    cur = files(tmp_path, "cur", make_result("jax", train=(0.108, 0.001)))
-    changes, regressions = cmp.compare([base], [cur], threshold=0.10)
-    assert regressions == [] and verdicts(changes)[("test_train_step", "latency")] == "ok"
-    _, regressions = cmp.compare([base], [cur], threshold=0.05)
-    assert len(regressions) == 1
-
-
-def test_clear_speedup_is_reported_faster(tmp_path):
-    base = files(tmp_path, "base", make_result("jax", train=(0.100, 0.004)))
-    cur = files(tmp_path, "cur", make_result("jax", train=(0.070, 0.004)))
+def test_version_changes_are_marked_on_the_line(tmp_path):
+    base = processes(tmp_path, "base", [0.100, 0.101, 0.099])
+    cur = processes(tmp_path, "cur", [0.100, 0.101, 0.099], seed=1,
+                    fingerprint={**MACHINE, "python": "3.12.1", "os": "Linux-7"})
     changes, regressions = cmp.compare([base], [cur])
-    assert regressions == [] and verdicts(changes)[("test_train_step", "latency")] == "faster"
+    assert regressions == [] and latency(changes).verdict == "ok"
+    assert "Python 3.11.7 → 3.12.1" in latency(changes).note and "OS Linux-6 → Linux-7" in latency(changes).note
 
+
+def test_newest_run_with_all_its_processes_is_compared(tmp_path):
+    processes(tmp_path, "base", [0.5, 0.5, 0.5], started_day=1)
+    base = processes(tmp_path, "base", [0.100, 0.101, 0.099], started_day=2)
+    cur = processes(tmp_path, "cur", [0.100, 0.100, 0.101], seed=1)
+    changes, regressions = cmp.compare([base], [cur])
+    assert regressions == [] and latency(changes).processes == (3, 3)
+    assert latency(changes).baseline == pytest.approx(100, rel=0.02)
+
+
+def test_an_ab_of_settings_pairs_by_name_and_says_what_differed(tmp_path):
+    base = processes(tmp_path, "base", [0.100, 0.101, 0.099], maxlen=200)
+    cur = processes(tmp_path, "cur", [0.110, 0.111, 0.109], seed=1, maxlen=220)
+    baseline, current = (results.results_of(results.load([side])[0]) for side in (base, cur))
+    changes, _ = cmp.compare_results(baseline, current)
+    assert {ch.verdict for ch in changes} == {"new", "missing"}  # other groups: not paired by default
+    paired, notes = cmp.pair_by_name(baseline, current)
+    assert notes == {"test_train_step[jax-cpu]": "paired by name: maxlen 200 → 220"}
+    changes, regressions = cmp.compare_results(baseline, paired, threshold=0.05)
+    assert [ch.verdict for ch in regressions] == ["REGRESSION (slower)"] and regressions[0].processes == (3, 3)
+    assert current[0].context.maxlen == 220  # the results themselves are left as they were
+
+
+def test_benchmarks_match_only_within_their_group(tmp_path):
+    base = files(tmp_path, "base", make_result("jax", profile="quick", train=(0.1, 0.001)))
+    cur = files(tmp_path, "cur", make_result("jax", profile="smoke", train=(0.5, 0.001)),
+                make_result("torch", profile="quick"))
+    changes, regressions = cmp.compare([base], [cur])
+    assert regressions == []
+    assert {ch.verdict for ch in changes} == {"new", "missing"}
+    text = cmp.render_comparison(changes)
+    assert "## quick profile" in text and "## smoke profile" in text and "No regressions" in text
+
+
+def test_differences_besides_the_code_are_noted(tmp_path):
+    base = files(tmp_path, "base", make_result("jax", train=(0.5, 0.001), started="2026-01-01T00:00:00+00:00"),
+                 make_result("jax", train=(0.1, 0.001), started="2026-02-01T00:00:00+00:00"))
+    cur = files(tmp_path, "cur", make_result("jax", train=(0.1, 0.001), keras="3.16.0", finished=False))
+    changes, regressions = cmp.compare([base], [cur])
+    assert regressions == []
+    assert "keras 3.15.1 → 3.16.0" in changes[0].note and "current run incomplete" in changes[0].note
+    assert latency(changes).baseline == pytest.approx(100)  # the newer of two single-process runs
+
+
+# ----------------------------------------------------------------------------------------------- accuracy
 
 def test_accuracy_drop_is_a_regression_and_a_small_one_is_not(tmp_path):
     base = files(tmp_path, "base", make_result("jax", accuracy=0.80))
@@ -89,34 +226,18 @@ def test_failed_training_is_an_accuracy_regression(tmp_path):
     assert "loss is nan" in regressions[0].note
 
 
-def test_benchmarks_match_only_within_their_group(tmp_path):
-    base = files(tmp_path, "base", make_result("jax", profile="quick", train=(0.1, 0.001)))
-    cur = files(tmp_path, "cur", make_result("jax", profile="smoke", train=(0.5, 0.001)),
-                make_result("torch", profile="quick"))
-    changes, regressions = cmp.compare([base], [cur])
-    assert regressions == []
-    assert {ch.verdict for ch in changes} == {"new", "missing"}
-    text = cmp.render_comparison(changes)
-    assert "## quick profile" in text and "## smoke profile" in text and "No regressions" in text
-
-
-def test_newest_run_on_each_side_is_compared_and_differences_are_noted(tmp_path):
-    base = files(tmp_path, "base", make_result("jax", train=(0.5, 0.001), started="2026-01-01T00:00:00+00:00"),
-                 make_result("jax", train=(0.1, 0.001), started="2026-02-01T00:00:00+00:00"))
-    cur = files(tmp_path, "cur", make_result("jax", train=(0.1, 0.001), keras="3.16.0", finished=False))
-    changes, regressions = cmp.compare([base], [cur])
-    assert regressions == []
-    assert "keras 3.15.1 → 3.16.0" in changes[0].note and "current run incomplete" in changes[0].note
-
+# ----------------------------------------------------------------------------------------------- output
 
 @pytest.mark.parametrize("style", ["md", "plain"])
 def test_diff_table(tmp_path, style):
-    base = files(tmp_path, "base", make_result("jax", train=(0.100, 0.004)))
-    cur = files(tmp_path, "cur", make_result("jax", train=(0.130, 0.004)))
+    base = processes(tmp_path, "base", [0.100, 0.101, 0.099])
+    cur = processes(tmp_path, "cur", [0.130, 0.131, 0.129], seed=1)
     changes, _ = cmp.compare([base], [cur])
     text = cmp.render_comparison(changes, style)
-    assert "REGRESSION (slower)" in text and "+30.0%" in text and "100 ms [98.0-102]" in text
-    assert "1 regression(s)" in text.splitlines()[-1]
+    assert "REGRESSION (slower)" in text and "3 vs 3" in text and "Detects ≥" in text
+    row = next(line for line in text.splitlines() if "REGRESSION" in line)
+    assert "0.0005" in row  # the p-value: the smallest this bootstrap reports (1/4001, doubled)
+    assert "1 regression(s)" in text.splitlines()[-1] and "at least 3 processes a side" in text.splitlines()[-1]
     assert ("| Benchmark |" in text) == (style == "md")
 
 
@@ -133,10 +254,21 @@ def test_github_action_benchmark_export_shape(tmp_path):
     smaller = {e["name"]: e for e in exported["customSmallerIsBetter"]}
     train = smaller["test_train_step[jax-cpu] (quick, synthetic, batch 32, maxlen 200) latency"]
     assert train["unit"] == "ms" and train["value"] == pytest.approx(100) and train["range"] == "± 2.0000"
+    assert "machine: machine not recorded" in train["extra"]
     assert {e["unit"] for e in exported["customBiggerIsBetter"]} == {"accuracy", "samples/s"}
     assert len({e["name"] for e in exported["customBiggerIsBetter"]}) == len(exported["customBiggerIsBetter"])
     written = cmp.write_github_action_benchmark(rows, tmp_path / "gab")
     assert json.loads(written[0].read_text()) == exported[written[0].stem]
+
+
+def test_exports_give_one_entry_per_benchmark_of_a_repeated_run(tmp_path):
+    rows = results.results_of(results.load([processes(tmp_path, "cur", [0.100, 0.110, 0.120])])[0])
+    [latency_entry] = cmp.github_action_benchmark(rows)["customSmallerIsBetter"]
+    assert latency_entry["value"] == pytest.approx(110, rel=0.02)
+    assert "median of 3 process medians (90 rounds)" in latency_entry["extra"]
+    assert "Test CPU 1, 2 usable cores, 2 threads, no GPU" in latency_entry["extra"]
+    [(_, measures)] = cmp.bencher_metric_format(rows).items()
+    assert measures["latency"]["lower_value"] <= measures["latency"]["value"] <= measures["latency"]["upper_value"]
 
 
 def test_bencher_metric_format_export_shape(tmp_path):
@@ -167,20 +299,34 @@ def test_fraction_refuses(text):
         fraction(text)
 
 
+@pytest.mark.parametrize("text", ["100%", "0", "1.5"])
+def test_confidence_level_refuses(text):
+    with pytest.raises(Exception, match=r"not a confidence level|ambiguous"):
+        confidence_level(text)
+
+
 def run_cli(*args):
     return run_bench_cli("compare", *map(str, args))
 
 
-def test_cli_exit_codes_and_exports(tmp_path):
-    base = files(tmp_path, "base", make_result("jax", train=(0.100, 0.004)))
-    slow = files(tmp_path, "slow", make_result("jax", train=(0.130, 0.004)))
-    done = run_cli(base, slow, "--export-github-action", tmp_path / "gab", "--export-bencher", tmp_path / "bmf.json")
+def test_cli_exit_codes_noise_file_and_exports(tmp_path):
+    base = processes(tmp_path, "base", [0.100, 0.101, 0.099])
+    slow = processes(tmp_path, "slow", [0.130, 0.131, 0.129], seed=1)
+    done = run_cli(base, slow, "--export-github-action", tmp_path / "gab", "--export-bencher", tmp_path / "bmf.json",
+                   "--noise", "none")
     assert done.returncode == 1, done.stderr
     assert "REGRESSION (slower)" in done.stdout
     assert (tmp_path / "gab" / "customSmallerIsBetter.json").exists()
     assert (tmp_path / "gab" / "customBiggerIsBetter.json").exists() and (tmp_path / "bmf.json").exists()
-    assert run_cli(base, slow, "--threshold", "50%").returncode == 0
-    assert run_cli(base, base, "--format", "plain").returncode == 0
+    assert run_cli(base, slow, "--threshold", "50%", "--noise", "none").returncode == 0
+    floors = tmp_path / "calibration.json"
+    [found] = [r for r in results.results_of(results.load([slow])[0]) if r.kind == "train_step"][:1]
+    calibrate.write(floors, MACHINE, [calibrate.Floor(calibrate.noise_key(found), 3, 100.0, 0.5, 0.2, "1 vs 2",
+                                                      None, None, None)], "test")
+    done = run_cli(base, slow, "--noise", floors)
+    assert done.returncode == 0 and "50.0% (noise floor)" in done.stdout
+    assert "1 benchmark(s) from" in done.stderr
+    assert run_cli(base, base, "--format", "plain", "--noise", "none").returncode == 0
 
 
 def test_cli_usage_errors(tmp_path):
@@ -193,6 +339,8 @@ def test_cli_usage_errors(tmp_path):
     assert run_cli(base, tmp_path / "nowhere").returncode == 2
     done = run_cli(base, base, "--threshold", "10")
     assert done.returncode == 2 and "ambiguous: write 10% or 0.1" in done.stderr
+    done = run_cli(base, base, "--noise", tmp_path / "missing.json")
+    assert done.returncode == 2 and "no calibration file" in done.stderr
 
 
 # ------------------------------------------------------------------------------- property test
@@ -202,7 +350,7 @@ spreads = st.floats(min_value=0.0, max_value=1.0)  # IQR as a fraction of the me
 runs = st.lists(
     st.tuples(st.sampled_from(["jax", "torch", "tensorflow"]), st.sampled_from(["quick", "smoke"]),
               durations, spreads, durations, spreads,
-              st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0)), st.booleans()),
+              st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0)), st.booleans(), st.integers(0, 2)),
     min_size=1, max_size=5)
 
 
@@ -211,17 +359,41 @@ runs = st.lists(
 def test_report_never_crashes_and_a_run_never_regresses_against_itself(generated):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for i, (backend, profile, train, train_iqr, predict, predict_iqr, accuracy, finished) in enumerate(generated):
+        for i, (backend, profile, train, train_iqr, predict, predict_iqr, accuracy, finished,
+                repeat) in enumerate(generated):
             document = make_result(backend, profile=profile, train=(train, train * train_iqr),
                                    predict=(predict, predict * predict_iqr), accuracy=accuracy, finished=finished,
-                                   started=f"2026-11-29T08:00:{i:02d}+00:00")
+                                   started=f"2026-11-29T08:00:{i:02d}+00:00", run_id=f"run{i // 2}",
+                                   repeat_index=repeat)
             write_result(folder, document, name=f"run{i}.json")
         runs_, warnings = results.load([folder])
         assert warnings == []
         rows = results.results_of(runs_)
         for fmt_name in report.FORMATS:
             assert report.render(rows, fmt_name, warnings)
-        changes, regressions = cmp.compare([folder], [folder])
+        changes, regressions = cmp.compare([folder], [folder], min_processes=1)
         assert regressions == []
         assert all(ch.verdict in ("ok", "no data") for ch in changes)
         assert cmp.render_comparison(changes, "plain")
+
+
+# ------------------------------------------------------------------------------------------ calibrate
+
+def test_calibrate_stores_this_machines_noise_floor_and_compare_finds_it(tmp_path):
+    medians = [0.100, 0.104, 0.098, 0.102, 0.101, 0.099]
+    aa = processes(tmp_path, "aa", medians)
+    output = tmp_path / "results" / "calibration.json"
+    done = run_bench_cli("calibrate", "--from", aa, "--output", output)
+    assert done.returncode == 0, done.stderr
+    assert "| 6 |" in done.stdout and "3 vs 3" in done.stdout
+    [(key, floor)] = calibrate.load_floors(output, MACHINE).items()
+    assert key == "test_train_step[jax-cpu] (quick-synthetic-bs32-len200-cpu)"
+    measured = [r.stats.median for r in results.results_of(results.load([aa])[0])]
+    assert floor == pytest.approx(max(measured) / min(measured) - 1)
+    assert calibrate.load_floors(output, {**MACHINE, "cpu_model": "Other"}) == {}  # another machine: no floor
+    write_result(output.parent, make_result("jax"))
+    runs, warnings = results.load([output.parent])  # the calibration file beside results is not one of them
+    assert len(runs) == 1 and warnings == []
+    done = run_bench_cli("calibrate", "--from", files(tmp_path, "single", make_result("jax", fingerprint=MACHINE)),
+                         "--output", output)
+    assert done.returncode == 2 and "needs --repeat 2 or more" in done.stderr

@@ -24,7 +24,9 @@ def kernel_name() -> str:
     import torch
 
     if torch.cuda.is_available():
-        return "torch.nn.LSTM (cuDNN)" if torch.backends.cudnn.enabled else "torch.nn.LSTM (CUDA, no cuDNN)"
+        # is_available: cuDNN is in this build and loads; enabled: nobody switched it off. nn.LSTM needs both.
+        usable = torch.backends.cudnn.is_available() and torch.backends.cudnn.enabled
+        return "torch.nn.LSTM (cuDNN)" if usable else "torch.nn.LSTM (CUDA without cuDNN)"
     # ATen runs CPU LSTMs through oneDNN (aten::mkldnn_rnn_layer) when it is built in and enabled.
     if torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
         return "torch.nn.LSTM (CPU oneDNN)"
