@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.backends import BACKENDS, GPU_INSTALL
+from bench.backends.base import cpu_model
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -59,17 +60,6 @@ def fingerprint(*, backend: str, versions: dict, device: dict, threads: int) -> 
         "backend_version": versions.get(backend),
         "keras": versions.get("keras"),
     }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or f"not observed (no /proc/cpuinfo; machine {platform.machine()})"
 
 
 def usable_cores() -> int | str:

@@ -164,7 +164,7 @@ class Adapter:
         """The GPU the backend will use, else the CPU; asked of the backend once, then cached."""
         if self._device is None:
             gpu = self._gpu_name()
-            self._device = DeviceInfo("gpu", gpu) if gpu is not None else DeviceInfo("cpu", _cpu_name())
+            self._device = DeviceInfo("gpu", gpu) if gpu is not None else DeviceInfo("cpu", cpu_model())
         return self._device
 
     def versions(self) -> dict:
@@ -436,7 +436,8 @@ def _in_symbolic_scope() -> bool:
     return in_symbolic_scope()
 
 
-def _cpu_name() -> str:
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (also the machine fingerprint's, bench.machine)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
