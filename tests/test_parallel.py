@@ -275,7 +275,9 @@ def test_two_processes_train_like_one_device_and_a_killed_rank_fails_the_run(tmp
     assert "rank 1 of 2 ended with exit code -9 (killed by SIGKILL)" in output
     assert not any(alive(pid) for pid in ranks.values()), "a rank outlived the run"
     [run] = results.load([tmp_path])[0]  # rank 0's file: whole, the finished benchmark kept
-    assert not run.info.finished
+    # Rank 0 either gets the launcher's SIGTERM first (an unfinished run) or its next collective fails
+    # on the dead peer and pytest ends with a failed benchmark (exit 1): never a clean finish.
+    assert not run.info.finished or run.info.exitstatus not in (0, None)
     [step] = [r for r in run.results if r.kind == "train_step"]
     assert step.name.endswith("-mp2]") and step.simulated and step.layout["processes"] == 2
     assert len(step.step.rank_step_s) == 2 and step.step.scaling_efficiency > 0
