@@ -289,7 +289,8 @@ def add_ab(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ab", help="two commits on this machine, interleaved, then compare; exit 1 on a regression",
         description="Check out BASE and HEAD as git worktrees, run the benchmarks of each with its own code, "
-                    "interleaved (base, head, base, head, ... per backend), then compare them with the gate of "
+                    "interleaved (base, head, then head, base, ... per backend: the sides take turns going first), "
+                    "then compare them with the gate of "
                     "`python -m bench compare`. Both sides use this interpreter's packages. Exit 1 on a "
                     "regression or when a benchmark process failed.")
     p.add_argument("base", metavar="BASE_REF", help="the reference commit (branch, tag, hash)")

@@ -2,12 +2,12 @@
 
 Comparing a run with results measured elsewhere, or an hour earlier, gates on the machine and its
 drift. Here both commits are checked out as git worktrees (in a temporary folder, removed after),
-and the runner runs them interleaved: base, head, base, head, ... per backend and repeat, each
-process with its own worktree's code (``pytest bench/`` started in that worktree). Both sides use
-this interpreter and its installed packages: a dependency change between the commits is not what
-``ab`` measures. Results and logs go to ``<run dir>/base`` and ``<run dir>/head``; the comparison
-(``bench.compare``: at least 3 processes a side to gate) is printed and written to
-``<run dir>/COMPARE.md``. The CI workflow runs this same command.
+and the runner runs them interleaved: base, head, then head, base, ... per backend (the sides take
+turns going first), each process with its own worktree's code (``pytest bench/`` started in that
+worktree). Both sides use this interpreter and its installed packages: a dependency change
+between the commits is not what ``ab`` measures. Results and logs go to ``<run dir>/base`` and
+``<run dir>/head``; the comparison (``bench.compare``: at least 3 processes a side to gate) is
+printed and written to ``<run dir>/COMPARE.md``. The CI workflow runs this same command.
 
 The ref ``.`` means the checkout itself as it is, uncommitted changes included (``ab main .``;
 ``ab . .`` is an A/A run of the working tree). ``base_args`` / ``head_args`` add benchmark options

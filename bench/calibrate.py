@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench import machine, stats
-from bench.report import fmt_ms, latest, table
 from bench.results import CALIBRATION_MARKER, Result, write_json_atomic
+from bench.selection import latest
+from bench.tables import fmt_ms, table
 
 CALIBRATION_FILE = "calibration.json"
 DEFAULT_REPEAT = 6  # 3 + 3 processes: the split says what 3 processes a side resolve

@@ -51,8 +51,9 @@ from typing import Any
 
 from bench import machine, stats
 from bench.calibrate import noise_key
-from bench.report import aggregate, fmt_ms, latest, table
 from bench.results import GroupKey, Result, load, results_of, write_json_atomic
+from bench.selection import aggregate, latest
+from bench.tables import fmt_ms, table
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ACCURACY_DROP = 0.02

@@ -21,8 +21,9 @@ from datetime import datetime
 import numpy as np
 
 from bench import machine
-from bench.report import aggregate, fmt_ms, run_of, started_order, table
 from bench.results import GroupKey, Result, Run, results_of
+from bench.selection import aggregate, run_of, started_order
+from bench.tables import fmt_ms, table
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_SUSTAIN = 2

@@ -32,8 +32,9 @@ from typing import NamedTuple
 import numpy as np
 
 from bench import stats
-from bench.report import MISSING, data_description, fmt, started_order, table
 from bench.results import GroupKey, Result
+from bench.selection import started_order
+from bench.tables import MISSING, data_description, fmt, table
 
 DEFAULT_MARGIN = 0.01  # one point of val_accuracy
 DEFAULT_TIME_MARGIN = 0.10  # ±10% in epochs or seconds to the target
@@ -94,7 +95,7 @@ class BackendSeeds:
 
     label: str
     line: tuple
-    data: str  # where its accuracy came from (report.data_description)
+    data: str  # where its accuracy came from (tables.data_description)
     runs: list[SeedRun]
     accuracy: stats.Interval | None = None
     epochs: stats.Interval | None = None

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import parity, scaling
-from bench.report import aggregate, by_group, data_parallel_rows, fmt_ms, latest
+from bench.report import data_parallel_rows
 from bench.results import GroupKey, Result
+from bench.selection import aggregate, by_group, latest
+from bench.tables import fmt_ms
 
 
 def plot(results: Sequence[Result], out_dir: str | os.PathLike) -> list[Path]:
@@ -84,7 +86,7 @@ def _latency(plt: Any, group: GroupKey, members: Sequence[Result]) -> Any:
 
 def _bars(results: Sequence[Result]) -> list[tuple[Result, float, float, float]]:
     """(result, median, low, high) per line, fastest first: one process's median and IQR, or several
-    processes' median of medians and its 95% interval (``bench.report.aggregate``)."""
+    processes' median of medians and its 95% interval (``bench.selection.aggregate``)."""
     lines: dict[tuple, list[Result]] = {}
     for r in results:
         lines.setdefault(r.line, []).append(r)

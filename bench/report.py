@@ -13,82 +13,16 @@ import csv
 import io
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from bench import scaling, stats
+from bench import parity, scaling, stats
 from bench.results import REPORT_MARKER, GroupKey, Result, json_text, write_json_atomic, write_text_atomic
+from bench.selection import aggregate, by_group, latest, started_order
+from bench.tables import MISSING, data_description, fmt, fmt_ms, speed_text, table
 
 FORMATS = ("md", "csv", "json")
-MISSING = "—"
-# len(keras.datasets.imdb.get_word_index()): the vocabulary of Keras's imdb.npz. Not observable
-# offline (the index is a download), so stated here, beside the archive's own count that is recorded.
-KERAS_IMDB_VOCABULARY = 88_584
-
-
-def data_description(info: dict) -> str:
-    """Where accuracy numbers came from (``Context.dataset``): source, tokenizer, vocabulary.
-
-    Accuracy is comparable only on the same data, e.g. "aclimdb archive, kerasbench tokenizer v1,
-    81,098-word vocabulary (Keras's imdb.npz: 88,584)".
-    """
-    source = str(info.get("source"))
-    if source == "aclimdb":
-        version = info.get("tokenizer_version")
-        tokenizer = f"kerasbench tokenizer v{version}" if version is not None else "tokenizer version not recorded"
-        vocabulary = info.get("vocabulary_size")
-        words = f"{vocabulary:,}-word vocabulary" if isinstance(vocabulary, int) else "vocabulary not recorded"
-        return f"aclimdb archive, {tokenizer}, {words} (Keras's imdb.npz: {KERAS_IMDB_VOCABULARY:,})"
-    if source == "keras":
-        return "Keras's imdb.npz (keras.datasets.imdb, Keras's own tokenizer)"
-    if source == "synthetic":
-        return "synthetic reviews (not comparable with keras.io)"
-    return source
-
-
-# -------------------------------------------------------------------------------- selecting results
-
-def started_order(result: Result) -> tuple[float, str]:
-    """Sort key: run start time, then file name (files are named by start time too)."""
-    try:
-        stamp = datetime.fromisoformat(result.run.started).timestamp()
-    except (ValueError, TypeError, OverflowError, OSError):
-        stamp = float("-inf")
-    return stamp, result.file
-
-
-def run_of(result: Result) -> str:
-    """The run a result belongs to: the processes of one ``bench run --repeat N`` share a run id; a
-    process started on its own (no run id) is a run by itself."""
-    return result.run.run_id or result.file
-
-
-def latest(results: Iterable[Result], key: Callable[[Result], Any] | None = None) -> list[Result]:
-    """Keep, per ``key`` (default: group + table line), only the results of the newest run (all its processes).
-
-    The newest run is the one whose newest file started last; a run of several processes keeps
-    every process, so that it can be aggregated (``aggregate``).
-    """
-    key = key or (lambda r: (r.group, r.line))
-    newest: dict[Any, tuple[tuple[float, str], str]] = {}
-    results = list(results)
-    for r in results:
-        k = key(r)
-        if k not in newest or started_order(r) > newest[k][0]:
-            newest[k] = (started_order(r), run_of(r))
-    return [r for r in results if newest[key(r)][1] == run_of(r)]
-
-
-def by_group(results: Iterable[Result]) -> dict[GroupKey, list[Result]]:
-    groups: dict[GroupKey, list[Result]] = {}
-    for r in results:
-        groups.setdefault(r.group, []).append(r)
-    return dict(sorted(groups.items(), key=lambda item: tuple(str(v) for v in item[0])))
 
 
 # ------------------------------------------------------------------------------------ summarizing
@@ -227,37 +161,6 @@ def _with_seeds(line: Line, accuracy: list[Result]) -> Line:
     return line
 
 
-@dataclass(frozen=True)
-class Aggregate:
-    """One step benchmark over the processes of one run (``--repeat N``)."""
-
-    median_ms: float  # the median of the process medians
-    low_ms: float | None  # its 95% interval by bootstrap over processes (bench.stats.process_interval)
-    high_ms: float | None
-    processes: int
-    percentiles_ms: tuple[float, float, float] | None  # p50, p90, p99 of every process's rounds pooled
-
-
-def aggregate(members: Sequence[Result]) -> Aggregate | None:
-    """The processes of one benchmark in one run, as one number with its interval; None without statistics."""
-    timed = [r for r in members if r.median_ms is not None]
-    if not timed:
-        return None
-    interval = stats.process_interval([r.median_ms for r in timed])
-    return Aggregate(interval.estimate, interval.low, interval.high, len(timed), _tail_ms(timed))
-
-
-def _tail_ms(members: Sequence[Result]) -> tuple[float, float, float] | None:
-    rounds = [r.stats.data for r in members if r.stats is not None and r.stats.data]
-    if rounds and len(rounds) == len(members):
-        tail = stats.percentiles([t for data in rounds for t in data])
-        return tail["p50"] * 1e3, tail["p90"] * 1e3, tail["p99"] * 1e3
-    recorded = [(r.step.p50_s, r.step.p90_s, r.step.p99_s) for r in members if r.step and r.step.p99_s is not None]
-    if not recorded:
-        return None  # older files: neither the rounds nor their percentiles
-    return tuple(float(np.median(column)) * 1e3 for column in zip(*recorded, strict=True))
-
-
 def _with_processes(line: Line, members: Sequence[Result]) -> Line:
     """Step benchmarks of several processes (one run, --repeat N): medians of medians, intervals, tails, N."""
     by_kind: dict[str, list[Result]] = {}
@@ -292,37 +195,7 @@ def _ratio(keras_result: Result | None, native_result: Result | None) -> float |
     return None
 
 
-def speed_text(ratio: float | None) -> str:
-    """'1.00x' for the fastest, '2.31x slower' for the others."""
-    if ratio is None:
-        return MISSING
-    text = f"{ratio:.2f}x"
-    return text if text == "1.00x" else f"{text} slower"
-
-
 # -------------------------------------------------------------------------------------- rendering
-
-def fmt_ms(value: float | None) -> str:
-    if value is None:
-        return MISSING
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
-
-
-def fmt(value: float | None, spec: str) -> str:
-    return MISSING if value is None else format(value, spec)
-
-
-def table(headers: Sequence[str], cells: Sequence[Sequence[str]], style: str = "md") -> str:
-    """A markdown table, or ("plain") columns padded with spaces."""
-    if style == "md":
-        escape = lambda text: str(text).replace("|", "\\|")
-        lines = ["| " + " | ".join(map(escape, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-        lines += ["| " + " | ".join(map(escape, row)) + " |" for row in cells]
-        return "\n".join(lines)
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *cells, strict=False)]
-    pad = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
-    return "\n".join([pad(headers), pad(["-" * w for w in widths]), *map(pad, cells)])
-
 
 HEADERS = ("Backend", "Keras", "Device", "Train ms/step", "Train IQR ms", "Predict ms/batch", "Train samples/s",
            "First step s", "val_accuracy by epoch", "Time to acc. s", "Speed vs fastest", "LSTM kernel", "jit",
@@ -488,9 +361,6 @@ def data_parallel_section(results: Sequence[Result]) -> list[str]:
 
 
 def _parity_section(results: Sequence[Result], margin: float | None) -> list[str]:
-    # Imported here: bench.parity builds its tables with this module's helpers.
-    from bench import parity
-
     groups = [g for g in parity.analyze(results, **({} if margin is None else {"margin": margin}))
               if g.several_seeds]
     if not groups:
@@ -551,8 +421,6 @@ def render_csv(results: Sequence[Result]) -> str:
 
 def report_document(results: Sequence[Result], warnings: Sequence[str] = (), margin: float | None = None) -> dict:
     """The JSON report: the comparison tables, every benchmark (flat, plus its history), parity, the warnings."""
-    from bench import parity  # see _parity_section
-
     return {
         REPORT_MARKER: 1,
         "groups": [{"key": group._asdict(), "label": group.label, "lines": [asdict(line) for line in lines]}

@@ -8,7 +8,7 @@ result file a backend finished is kept (they are written after each benchmark).
 that a drift of the machine spreads over every backend instead of landing on one. The processes of
 one run share a run id (``results.RUN_ID_ENV``) and know their repeat index, which their result
 files record: the report and compare then treat them as one run of N processes. ``python -m bench
-ab`` interleaves two checkouts ("sides") the same way: base, head, base, head, ... per backend.
+ab`` interleaves two checkouts ("sides") the same way: base, head, then head, base, ... per backend.
 """
 
 from __future__ import annotations
@@ -69,10 +69,12 @@ def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path, rep
 
 def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence[Side], repeat: int,
                     log_dir: Path) -> list[Outcome]:
-    """Each repeat runs each backend once per side, in that order: r1 tf base, r1 tf head, r1 jax base, ...
+    """Each repeat runs each backend once per side: r1 tf base, r1 tf head, r1 jax base, ..., r2 tf head, r2 tf base.
 
-    A backend that is not installed is reported once and skipped; an interrupted process (Ctrl-C)
-    stops everything after it.
+    The sides take turns going first (base-head, then head-base: an ABBA order), so that whatever
+    the second process of a pair inherits from the first (a warm page cache, a CPU still boosting
+    or already hot) falls on both sides alike instead of always on head. A backend that is not
+    installed is reported once and skipped; an interrupted process (Ctrl-C) stops everything after it.
     """
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
@@ -88,8 +90,9 @@ def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence
     total = len(installed) * len(sides) * repeat
     done = 0
     for index in range(repeat):
+        turn = sides if index % 2 == 0 else list(reversed(sides))
         for name in installed:
-            for side in sides:
+            for side in turn:
                 done += 1
                 label = " ".join(filter(None, [side.name, name, f"({index + 1}/{repeat})" if repeat > 1 else ""]))
                 stem = "-".join(filter(None, [side.name, name, str(index + 1) if repeat > 1 else ""]))

@@ -8,7 +8,7 @@ import pytest
 
 from bench import ab, results, runner
 from bench.backends import selected_backend
-from bench.report import aggregate, latest
+from bench.selection import aggregate, latest
 from tests.conftest import ROOT, run_cli
 from tests.resultfiles import make_result, write_result
 
@@ -48,6 +48,16 @@ def test_repeats_interleave_backends_and_share_a_run_id(tmp_path):
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["jax-1.log", "jax-2.log", "torch-1.log",
                                                                      "torch-2.log"]
     assert "| torch (2/2) | ok |" in runner.summary(outcomes)
+
+
+def test_two_sides_take_turns_going_first(tmp_path):
+    code = fake_checkout(tmp_path / "code")
+    sides = [runner.Side(name, code, tmp_path / name, f"run-{name}", ()) for name in ("base", "head")]
+    for side in sides:
+        side.results.mkdir()
+    outcomes = runner.run_interleaved(["jax"], [], sides, repeat=3, log_dir=tmp_path / "logs")
+    assert [o.label for o in outcomes] == ["base jax (1/3)", "head jax (1/3)", "head jax (2/3)", "base jax (2/3)",
+                                           "base jax (3/3)", "head jax (3/3)"]
 
 
 def test_repeat_must_be_positive(tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench import native, report, results
+from bench import native, report, results, tables
 from bench.backends import selected_backend
 from bench.results import SCHEMA_VERSION
 from tests.conftest import run_bench
@@ -78,7 +78,7 @@ def test_a_real_result_file_fills_every_column_of_the_report(tiny_run):
     cells = dict(zip(report.HEADERS, report.cells(line), strict=True))
     native_columns = {"Keras/native train", "Keras/native predict"}
     for header, cell in cells.items():
-        blank = cell == report.MISSING
+        blank = cell == tables.MISSING
         assert blank == (header in native_columns and not native.is_supported()), (header, cell)
     assert "| " + " | ".join(cells.values()) + " |" in report.render_markdown(found)
 

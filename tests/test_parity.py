@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from bench import compare as cmp
-from bench import parity, plots, report, results, stats, training
+from bench import parity, plots, report, results, stats, tables, training
 from bench.backends import selected_backend
 from bench.settings import from_options, seed_list
 from tests.conftest import run_cli
@@ -229,13 +229,13 @@ def test_archive_data_records_its_tokenizer(tmp_path):
     info = load_imdb("aclimdb", path=archive, maxlen=20, cache_dir=tmp_path / "cache").info()
     assert info["tokenizer_version"] == aclimdb.TOKENIZER_VERSION and info["vocabulary_size"] > 0
     assert f"kerasbench tokenizer v{aclimdb.TOKENIZER_VERSION}, {info['vocabulary_size']}-word" in (
-        report.data_description(info))
+        tables.data_description(info))
 
 
 def test_data_sources_are_named():
-    assert report.data_description({"source": "keras"}).startswith("Keras's imdb.npz")
-    assert "synthetic" in report.data_description({"source": "synthetic"})
-    assert "tokenizer version not recorded" in report.data_description({"source": "aclimdb"})
+    assert tables.data_description({"source": "keras"}).startswith("Keras's imdb.npz")
+    assert "synthetic" in tables.data_description({"source": "synthetic"})
+    assert "tokenizer version not recorded" in tables.data_description({"source": "aclimdb"})
 
 
 def test_cli_parity(tmp_path):

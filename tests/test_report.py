@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bench import plots, report, results
+from bench import plots, report, results, tables
 from tests.conftest import run_cli
 from tests.resultfiles import make_result, write_result
 
@@ -58,7 +58,7 @@ def test_speed_vs_fastest(tmp_path):
     rows, _ = load_rows(tmp_path)
     [(_, lines)] = report.summarize(rows)
     assert [line.backend for line in lines] == ["jax", "tensorflow", "torch"]  # fastest first
-    assert [report.speed_text(line.speed_ratio) for line in lines] == ["1.00x", "1.50x slower", "2.31x slower"]
+    assert [tables.speed_text(line.speed_ratio) for line in lines] == ["1.00x", "1.50x slower", "2.31x slower"]
     text = report.render_markdown(rows)
     assert "| 1.00x |" in text and "| 2.31x slower |" in text
 
