@@ -60,8 +60,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                                    "a failing backend; ends with the comparison table, written to the run folder. "
                                    "Benchmark options are the plugin's own (pytest bench/ --help); options after "
                                    "-- go to pytest as they are.")
-    p.add_argument("--backends", type=backend_list, default=list(BACKENDS), metavar="LIST",
-                   help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
+    _add_backends_option(p)
     p.add_argument("--run-dir", default=None,
                    help="where this run's results, logs and report go (default: <results>/runs/<time>)")
     p.add_argument("--repeat", type=settings.positive_int, default=1, metavar="N",
@@ -91,6 +90,11 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
 
 
 RUN_OWN = ("--results-dir",)  # `run` puts results in its run folder (--run-dir)
+
+
+def _add_backends_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backends", type=backend_list, default=list(BACKENDS), metavar="LIST",
+                   help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
 
 
 def backend_list(text: str) -> list[str]:
@@ -236,6 +240,11 @@ def _gate(args: argparse.Namespace, baseline: list[results.Result],
     return text, regressions
 
 
+def _fingerprint(found: list[results.Result]) -> dict | None:
+    """The machine fingerprint the results record (the first that has one), or None."""
+    return next((r.run.fingerprint for r in found if r.run.fingerprint), None)
+
+
 def _noise_floors(option: str | None, current: list[results.Result]) -> dict[str, float]:
     if option == "none":
         return {}
@@ -244,7 +253,7 @@ def _noise_floors(option: str | None, current: list[results.Result]) -> dict[str
         if option:
             raise UsageError(f"no calibration file {path}")
         return {}
-    fingerprint = next((r.run.fingerprint for r in current if r.run.fingerprint), None)
+    fingerprint = _fingerprint(current)
     if fingerprint is None:
         print(f"note: current results record no machine fingerprint; {path} not used", file=sys.stderr)
         return {}
@@ -299,8 +308,7 @@ def add_ab(sub: argparse._SubParsersAction) -> None:
                    help="the git checkout the refs are in (default: this one)")
     p.add_argument("--repeat", type=settings.positive_int, default=cmp.MIN_PROCESSES, metavar="N",
                    help=f"processes per side per backend (default: {cmp.MIN_PROCESSES}, the fewest the gate acts on)")
-    p.add_argument("--backends", type=backend_list, default=list(BACKENDS), metavar="LIST",
-                   help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
+    _add_backends_option(p)
     p.add_argument("--run-dir", default=None,
                    help="where both sides' results, logs and COMPARE.md go (default: <results>/runs/ab-<time>)")
     p.add_argument("--base-args", type=shlex.split, default=[], metavar="OPTIONS",
@@ -331,7 +339,7 @@ def run_ab(args: argparse.Namespace) -> int:
         sides = [f"{name} {shlex.join(extra) or '-'}" for name, extra in (("base", args.base_args),
                                                                           ("head", args.head_args))]
         header += f"Side options: {', '.join(sides)}.\n\n"
-    fingerprint = next((r.run.fingerprint for r in head if r.run.fingerprint), {})
+    fingerprint = _fingerprint(head) or {}
     header += f"Measured on {machine.describe(fingerprint)}, interleaved, {args.repeat} process(es) a side.\n\n"
     results.write_text_atomic(done.run_dir / "COMPARE.md", header + text)
     print(header + text, end="")
@@ -352,8 +360,7 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
                     "gates on the larger of --threshold and that floor. --from reads an A/A run already made.")
     p.add_argument("--repeat", type=settings.positive_int, default=calibrate.DEFAULT_REPEAT, metavar="K",
                    help=f"processes per backend (default: {calibrate.DEFAULT_REPEAT}: two A/A sides of 3)")
-    p.add_argument("--backends", type=backend_list, default=list(BACKENDS), metavar="LIST",
-                   help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
+    _add_backends_option(p)
     p.add_argument("--run-dir", default=None,
                    help="where the A/A run's results and logs go (default: <results>/runs/calibrate-<time>)")
     p.add_argument("--from", dest="source", default=None, metavar="DIR",

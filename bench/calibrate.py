@@ -25,8 +25,8 @@ from pathlib import Path
 
 from bench import machine, stats
 from bench.results import CALIBRATION_MARKER, Result, write_json_atomic
-from bench.selection import latest
-from bench.tables import fmt_ms, table
+from bench.selection import latest, rounds_of
+from bench.tables import fmt, fmt_ms, table
 
 CALIBRATION_FILE = "calibration.json"
 DEFAULT_REPEAT = 6  # 3 + 3 processes: the split says what 3 processes a side resolve
@@ -63,8 +63,8 @@ def measure(found: Sequence[Result], confidence: float = stats.DEFAULT_CONFIDENC
         if len(members) < 2:
             continue
         medians = [r.stats.median for r in members]
-        even = [list(r.stats.data or [r.stats.median]) for r in members if r.run.repeat_index % 2 == 0]
-        odd = [list(r.stats.data or [r.stats.median]) for r in members if r.run.repeat_index % 2 == 1]
+        even = [rounds_of(r) for r in members if r.run.repeat_index % 2 == 0]
+        odd = [rounds_of(r) for r in members if r.run.repeat_index % 2 == 1]
         test = stats.hierarchical_bootstrap(even, odd, confidence) if even and odd else None
         floors.append(Floor(
             key=key, processes=len(members), median_ms=float(stats.process_interval(medians).estimate) * 1e3,
@@ -122,10 +122,8 @@ def render(floors: Sequence[Floor], fingerprint: dict, style: str = "md") -> str
     headers = ("Benchmark", "Processes", "Median ms", "Noise floor (max/min - 1)", "CV", "A/A split",
                "Split ratio", "p", "Detects ≥")
     cells = [(f.key, str(f.processes), fmt_ms(f.median_ms), f"{f.spread:.1%}",
-              "—" if f.variation is None else f"{f.variation:.1%}", f.split,
-              "—" if f.split_ratio is None else f"{f.split_ratio:.3f}",
-              "—" if f.split_p is None else f"{f.split_p:.4f}",
-              "—" if f.detects is None else f"{f.detects:.1%}") for f in floors]
+              fmt(f.variation, ".1%"), f.split, fmt(f.split_ratio, ".3f"), fmt(f.split_p, ".4f"),
+              fmt(f.detects, ".1%")) for f in floors]
     return "\n".join([f"Noise between processes on {machine.describe(fingerprint)}:", "",
                       table(headers, cells, style), "",
                       "Noise floor: the largest ratio between two process medians of the same code, minus 1; "

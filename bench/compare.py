@@ -52,8 +52,8 @@ from typing import Any
 from bench import machine, stats
 from bench.calibrate import noise_key
 from bench.results import GroupKey, Result, load, results_of, write_json_atomic
-from bench.selection import aggregate, latest
-from bench.tables import fmt_ms, table
+from bench.selection import aggregate, latest, rounds_of
+from bench.tables import MISSING, fmt, fmt_ms, table
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_ACCURACY_DROP = 0.02
@@ -125,9 +125,9 @@ def compare_results(baseline: Sequence[Result], current: Sequence[Result], thres
     if not 0 < confidence < 1:
         raise ValueError("confidence must be between 0 and 1")
     key = lambda r: (r.name, r.group)
-    base = {key(r): r for r in latest(baseline, key)}
-    cur = {key(r): r for r in latest(current, key)}
     base_all, cur_all = _processes(latest(baseline, key), key), _processes(latest(current, key), key)
+    base = {k: members[-1] for k, members in base_all.items()}
+    cur = {k: members[-1] for k, members in cur_all.items()}
     changes: list[Change] = []
     # Accuracy is judged per backend line over all its seeds: one val_accuracy change per line.
     base_seeds, cur_seeds = _seeds_by_line(base.values()), _seeds_by_line(cur.values())
@@ -216,11 +216,6 @@ def _spread(results: Sequence[Result]) -> tuple[float, float] | None:
     return _range(results[0]) if results else None
 
 
-def _rounds(r: Result) -> list[float]:
-    """A process's round times (seconds); its median alone where the file holds no rounds."""
-    return list(r.stats.data) if r.stats is not None and r.stats.data else [r.stats.median]
-
-
 def _final(r: Result | None) -> float | None:
     return r.accuracy.final_val_accuracy if r is not None and r.accuracy else None
 
@@ -248,7 +243,7 @@ def _latency(bs: Sequence[Result], cs: Sequence[Result], threshold: float, note:
         change.verdict = (f"cannot gate: {change.processes[0]} vs {change.processes[1]} processes, "
                           f"needs {min_processes} a side (--repeat {min_processes})")
         return change
-    test = stats.hierarchical_bootstrap([_rounds(r) for r in bs if r.stats], [_rounds(r) for r in cs if r.stats],
+    test = stats.hierarchical_bootstrap([rounds_of(r) for r in bs if r.stats], [rounds_of(r) for r in cs if r.stats],
                                         confidence)
     change.test, change.detects = test, test.smallest_detectable(change.limit)
     if slower and test.low > 1:
@@ -341,29 +336,29 @@ def _note(b: Result, c: Result) -> str:
 def _cell(ch: Change, side: str) -> str:
     value = getattr(ch, side)
     if ch.metric == "val_accuracy":
-        return "—" if value is None else f"{value:.3f}"
+        return fmt(value, ".3f")
     spread = getattr(ch, f"{side}_range")
     text = f"{fmt_ms(value)} ms"
     if value is not None and spread and spread[0] != spread[1]:
         text += f" [{fmt_ms(spread[0])}-{fmt_ms(spread[1])}]"
-    return "—" if value is None else text
+    return MISSING if value is None else text
 
 
 def _change_text(ch: Change) -> str:
     if ch.change is None:
-        return "—"
+        return MISSING
     return f"{ch.change:+.1f} pp" if ch.metric == "val_accuracy" else f"{ch.change:+.1f}%"
 
 
 def _interval_text(ch: Change) -> str:
     if ch.test is None:
-        return "—"
+        return MISSING
     return f"{ch.test.ratio:.3f} [{ch.test.low:.3f}, {ch.test.high:.3f}]"
 
 
 def _limit_text(ch: Change) -> str:
     if ch.limit is None:
-        return "—"
+        return MISSING
     return f"{ch.limit:.1%}" + (" (noise floor)" if ch.noise_floor is not None and ch.noise_floor >= ch.limit else "")
 
 
@@ -385,9 +380,9 @@ def render_comparison(changes: Sequence[Change], style: str = "md", threshold: f
     for group, members in groups.items():
         heading = f"## {group.label}" if style == "md" else f"{group.label}\n{'=' * len(group.label)}"
         cells = [(ch.name, ch.metric, _cell(ch, "baseline"), _cell(ch, "current"), _change_text(ch),
-                  "—" if ch.processes is None else f"{ch.processes[0]} vs {ch.processes[1]}", _interval_text(ch),
-                  "—" if ch.test is None else f"{ch.test.p_value:.4f}", _limit_text(ch),
-                  "—" if ch.detects is None else f"{ch.detects:.1%}", ch.verdict, ch.note)
+                  MISSING if ch.processes is None else f"{ch.processes[0]} vs {ch.processes[1]}", _interval_text(ch),
+                  MISSING if ch.test is None else f"{ch.test.p_value:.4f}", _limit_text(ch),
+                  fmt(ch.detects, ".1%"), ch.verdict, ch.note)
                  for ch in members]
         out += [heading, "", table(headers, cells, style), ""]
     regressions = [ch for ch in changes if ch.regression]

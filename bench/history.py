@@ -23,7 +23,7 @@ import numpy as np
 from bench import machine
 from bench.results import GroupKey, Result, Run, results_of
 from bench.selection import aggregate, run_of, started_order
-from bench.tables import fmt_ms, table
+from bench.tables import fmt, fmt_ms, table
 
 DEFAULT_THRESHOLD = 0.10
 DEFAULT_SUSTAIN = 2
@@ -120,7 +120,7 @@ def render(series: Series, style: str = "md") -> str:
     for (name, group), points in series.items():
         heading = f"## {name} · {group.label}"
         cells = [(p.started[:19].replace("T", " "), p.commit, p.machine, p.versions, fmt_ms(p.median_ms),
-                  str(p.processes), "—" if p.change is None else f"{p.change:+.1%}", p.step, p.note)
+                  str(p.processes), fmt(p.change, "+.1%"), p.step, p.note)
                  for p in points]
         out += [heading if style == "md" else heading.removeprefix("## "), "", table(headers, cells, style), ""]
     return "\n".join(out)

@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.backends import BACKENDS, GPU_INSTALL
 from bench.backends.base import cpu_model
+from bench.tables import MISSING
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -489,7 +490,7 @@ def describe_gpu_run(run_dir: Path) -> str:
             energy = (f"{step.energy_j_per_step:.4g} J/step, {step.samples_per_joule:.4g} samples/J"
                       if step and step.energy_j_per_step is not None else "no energy figure")
             source = step.energy_source if step else ""
-            median = f"{r.median_ms:.3g} ms" if r.median_ms is not None else "—"
+            median = MISSING if r.median_ms is None else f"{r.median_ms:.3g} ms"
             out.append(f"- {r.name}: {median}; LSTM kernel {c.lstm_kernel!r}, program {c.lstm_kernel_observed!r}, "
                        f"check {c.lstm_kernel_check}; {energy} ({source})")
         out.append("")

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from bench.results import Result
+from bench.tables import MISSING
 
 SWEEP_PROFILE = "sweep"
 SATURATION_GAIN = 0.10  # throughput "stops growing" once the next batch size adds less than this
@@ -52,7 +53,7 @@ def saturation_batch(points: dict[int, Result]) -> str:
     for b, now, after in zip(sizes, throughput, throughput[1:]):
         if after < now * (1 + SATURATION_GAIN):
             return str(b)
-    return f"still growing at {sizes[-1]}" if sizes else "—"
+    return f"still growing at {sizes[-1]}" if sizes else MISSING
 
 
 def render(results: Sequence[Result]) -> list[str]:
@@ -73,7 +74,7 @@ def render(results: Sequence[Result]) -> list[str]:
                 cells = []
                 for x in xs:
                     r = points.get(x)
-                    cells.append(f"{r.median_ms:.1f} ({r.step.samples_per_s:.0f})" if r else "—")
+                    cells.append(f"{r.median_ms:.1f} ({r.step.samples_per_s:.0f})" if r else MISSING)
                 out.append(f"| {backend} | " + " | ".join(cells) + " |")
             out.append("")
         out += ["| backend | ms per extra 100 timesteps | throughput stops growing at batch |", "|---|---:|---:|"]

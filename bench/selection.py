@@ -57,6 +57,11 @@ def by_group(results: Iterable[Result]) -> dict[GroupKey, list[Result]]:
     return dict(sorted(groups.items(), key=lambda item: tuple(str(v) for v in item[0])))
 
 
+def rounds_of(r: Result) -> list[float]:
+    """A process's round times (seconds); its median alone where the file holds no rounds."""
+    return list(r.stats.data) if r.stats.data else [r.stats.median]
+
+
 @dataclass(frozen=True)
 class Aggregate:
     """One step benchmark over the processes of one run (``--repeat N``)."""
