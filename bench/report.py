@@ -181,8 +181,9 @@ def _with_processes(line: Line, members: Sequence[Result]) -> Line:
         line.serve_queries = by_kind["serve_batch1"][0].stats.rounds
     line.processes = max((a.processes for a in (train, predict, serve) if a), default=1)
     if line.processes > 1:
-        for kind, attribute in (("train_step", "keras_vs_native_train"), ("predict_step", "keras_vs_native_predict")):
-            keras_side, native_side = aggregate(by_kind.get(kind, [])), aggregate(by_kind.get(f"native_{kind}", []))
+        for keras_side, kind, attribute in ((train, "train_step", "keras_vs_native_train"),
+                                            (predict, "predict_step", "keras_vs_native_predict")):
+            native_side = aggregate(by_kind.get(f"native_{kind}", []))
             if keras_side and native_side and native_side.median_ms:
                 setattr(line, attribute, keras_side.median_ms / native_side.median_ms)
     return line
