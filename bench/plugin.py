@@ -1,60 +1,29 @@
-"""The kerasbench pytest plugin: options, run state, fixtures, and the result file after each benchmark.
+"""The kerasbench pytest plugin: hooks, options and fixtures only.
 
-Order matters: options are read and the backend is checked in ``pytest_configure``, before the
-first import of Keras (which fixes the backend and starts it). The top-level ``conftest.py`` only
+The run itself (settings, backend, engine, records, the result file) is bench/session.py's, as
+pytest-benchmark splits its plugin.py from its session.py. The top-level ``conftest.py`` only
 loads this module.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
-import shutil
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
-from bench import backends, machine, parallel, results, training
+from bench import backends, parallel, results, training
 from bench import settings as run_settings
 from bench.data import Dataset, DataSourceError, load_imdb
-from bench.variants import check_supported, runtime_switches
+from bench.session import GpuNeighbours, RanksEnded, Session
+
+_SESSION = pytest.StashKey[Session]()
 
 
-@dataclass
-class RunState:
-    """What one pytest process of kerasbench knows about its run."""
-
-    settings: run_settings.RunSettings
-    adapter: backends.Adapter
-    started: datetime
-    path: Path | None = None  # the result file, named when the first benchmark finishes
-    machine_info: dict | None = None  # pytest-benchmark's, computed once
-    commit_info: dict | None = None
-    unrecorded: list[str] = field(default_factory=list)
-    terminated: bool = False  # a SIGTERM arrived
-    gpu_watch: machine.GpuWatch | None = None  # NVML's view of the GPU this run measures on (GPU runs only)
-    # The LSTM kernel cross-check per (batch size, maxlen, spy label): the program is the same for each.
-    kernel_checks: dict = field(default_factory=dict)
-    engine: parallel.Engine = field(default_factory=parallel.Engine)  # --devices/--processes: its data-parallel engine
-
-    @property
-    def label(self) -> str:
-        """Benchmark ids and file names: backend-device, plus the variant when not the default, plus the layout."""
-        variant = self.settings.variant
-        return (f"{self.adapter.name}-{self.adapter.device.kind}" + ("" if variant == "default" else f"-{variant}")
-                + self.settings.layout.suffix)
-
-
-_STATE = pytest.StashKey[RunState]()
-
-
-def state_of(config: pytest.Config) -> RunState:
-    return config.stash[_STATE]
+def session_of(config: pytest.Config) -> Session:
+    return config.stash[_SESSION]
 
 
 def benchmark_session(config: pytest.Config) -> Any:
@@ -77,84 +46,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = run_settings.from_options(config.getoption)
-        name = backends.selected_backend()
-        backends.check_backend(name)
-        check_supported(settings.variant, name)
-        layout = settings.layout
-        rank = parallel.rank_from_env() if layout.processes is not None else None
-        if layout.processes is not None and rank is None:
-            _launch_ranks(config, settings)  # this process only launches the ranks; it never returns
-        if rank is not None:
-            parallel.die_with_launcher()
-        backends.prepare_environment(settings.device)
-        # NVML's view before the backend touches the GPU: any compute process on it then is someone else's.
-        watch = machine.GpuWatch() if settings.device != "cpu" else None
-        engines: list[parallel.Engine] = []
-
-        def start_engine(adapter: backends.Adapter) -> None:  # before the backend starts: devices, process group
-            engines.append(parallel.engine_for(adapter, layout, rank, model_config=settings.model, seed=settings.seed))
-            engines[0].before_start(adapter)
-
-        adapter = backends.configure(settings.device, settings.threads, **runtime_switches(settings.variant),
-                                     before_start=start_engine)
-        engines[0].after_start(adapter)
-    except (backends.BackendError, ValueError) as exc:
+        session = Session.start(settings, args=config.invocation_params.args, cwd=config.invocation_params.dir,
+                                threads_given=config.getoption("threads") is not None)
+    except (backends.BackendError, ValueError, GpuNeighbours) as exc:
         raise pytest.UsageError(str(exc)) from None
-    watch = _check_gpu_neighbours(config, watch if adapter.device.kind == "gpu" else None, settings)
-    adapter.install_lstm_spy()
-    state = RunState(settings=settings, adapter=adapter, started=datetime.now(timezone.utc), gpu_watch=watch,
-                     engine=engines[0])
-    config.stash[_STATE] = state
+    except RanksEnded as ended:  # this process only launched the ranks
+        pytest.exit(str(ended), returncode=ended.returncode)
+    if session.gpu_problem:
+        config.issue_config_time_warning(pytest.PytestWarning(session.gpu_problem), stacklevel=2)
+    config.stash[_SESSION] = session
 
     def interrupt(signum: int, frame: object) -> None:
         # SIGTERM (CI time-outs, `kill`) ends the run like Ctrl-C, so finished results are kept. The
         # flag covers a KeyboardInterrupt that lands in a destructor or callback, where Python only
         # prints it: the run then stops after the current benchmark (pytest_runtest_protocol).
-        state.terminated = True
+        session.terminated = True
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
-
-
-def _launch_ranks(config: pytest.Config, settings: run_settings.RunSettings) -> NoReturn:
-    """Run this same pytest command as --processes N ranks (bench/parallel.py) and end with how they ended.
-
-    Rank 0 prints to this terminal and writes the result file; the others log to a folder beside
-    it, kept (and named) when a rank fails. This process imports no backend and runs no benchmark.
-    """
-    params = config.invocation_params
-    world = settings.layout.processes
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    log_dir = settings.results_dir / f"rank-logs_{stamp}_{os.getpid()}"
-    try:
-        parallel.run_ranks(params.args, world, cwd=params.dir, device=settings.device, log_dir=log_dir,
-                           threads_given=config.getoption("threads") is not None)
-    except parallel.RankFailed as exc:
-        pytest.exit(f"kerasbench: {exc}", returncode=exc.returncode)
-    except KeyboardInterrupt:
-        pytest.exit(f"kerasbench: interrupted; all {world} ranks were stopped (logs: {log_dir})",
-                    returncode=pytest.ExitCode.INTERRUPTED)
-    shutil.rmtree(log_dir, ignore_errors=True)
-    pytest.exit(f"kerasbench: all {world} ranks finished; rank 0 wrote the results", returncode=pytest.ExitCode.OK)
-
-
-def _check_gpu_neighbours(config: pytest.Config, watch: machine.GpuWatch | None,
-                          settings: run_settings.RunSettings) -> machine.GpuWatch | None:
-    """Warn (with --strict-gpu: refuse) when other processes use the GPU this run measures on."""
-    if watch is None:
-        return None
-    problem = None
-    if not watch.available:
-        problem = f"cannot see which other processes use the GPU: NVML {watch.unavailable}"
-    elif isinstance(watch.others_before, str):
-        problem = f"cannot see which other processes use the GPU: {watch.others_before}"
-    elif watch.others_before:
-        problem = machine.other_processes_message(watch.others_before)
-    if problem and settings.strict_gpu:
-        raise pytest.UsageError(f"--strict-gpu: {problem}")
-    if problem:
-        config.issue_config_time_warning(pytest.PytestWarning(problem), stacklevel=2)
-    return watch
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -163,7 +72,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # A benchmark that takes ``seed`` itself (the accuracy one) runs once per seed of --seeds,
     # named test_accuracy[jax-cpu-seed3] only when there are several.
     # Under --devices/--processes (ids end in -dpN / -mpN) only benchmarks that take ``layout`` run.
-    state = state_of(metafunc.config)
+    state = session_of(metafunc.config)
     label = state.label
     layout_marks: tuple = ()
     if state.engine.distributed and "layout" not in metafunc.fixturenames:
@@ -191,7 +100,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def settings(pytestconfig: pytest.Config) -> run_settings.RunSettings:
-    return state_of(pytestconfig).settings
+    return session_of(pytestconfig).settings
 
 
 @pytest.fixture(scope="session")
@@ -224,7 +133,7 @@ def seed(settings: run_settings.RunSettings) -> int:
 @pytest.fixture(scope="session")
 def layout(pytestconfig: pytest.Config) -> parallel.Engine:
     """The run's data-parallel engine (bench/parallel.py); ``layout.distributed`` is False on one device."""
-    return state_of(pytestconfig).engine
+    return session_of(pytestconfig).engine
 
 
 @pytest.fixture
@@ -234,7 +143,7 @@ def model(pytestconfig: pytest.Config, settings: run_settings.RunSettings, seed:
 
     from model import build_model, initialize_weights
 
-    with state_of(pytestconfig).engine.scope():
+    with session_of(pytestconfig).engine.scope():
         keras.utils.set_random_seed(seed)
         built = build_model(settings.model)
         initialize_weights(built, seed)
@@ -242,49 +151,22 @@ def model(pytestconfig: pytest.Config, settings: run_settings.RunSettings, seed:
 
 
 @pytest.fixture
-def record(pytestconfig: pytest.Config, settings: run_settings.RunSettings,
-           imdb: Dataset, seed: int) -> Callable[..., results.Record]:
+def record(pytestconfig: pytest.Config, imdb: Dataset, seed: int) -> Callable[..., results.Record]:
     """``record(benchmark, kind, metrics, model=..., shape=..., **context)`` stores a benchmark's record.
 
-    Call it after the benchmark ran: the record (``bench.results.Record``) becomes the benchmark's
-    extra_info. ``shape`` is the (batch size, maxlen) a step benchmark ran at; keyword arguments
-    override context fields (a native reference names its own kernel). Set up after the data and
-    (when the test asks for it first) the model: the memory figures are what the benchmark added.
+    Call it after the benchmark ran: the record (``bench.results.Record``, built by
+    ``Session.record``) becomes the benchmark's extra_info. ``shape`` is the (batch size, maxlen) a
+    step benchmark ran at; keyword arguments override context fields (a native reference names its
+    own kernel). Set up after the data and (when the test asks for it first) the model: the memory
+    figures are what the benchmark added.
     """
-    state = state_of(pytestconfig)
-    adapter = state.adapter
-    memory_baseline = adapter.reset_memory_stats()
+    session = session_of(pytestconfig)
+    memory_baseline = session.adapter.reset_memory_stats()
 
     def fill(benchmark: Any, kind: str, metrics: results.Metrics, *, model: Any,
              shape: tuple[int, int] | None = None, **context: Any) -> results.Record:
-        described = settings.describe()
-        batch_size, maxlen = shape or (settings.model.batch_size, settings.model.maxlen)
-        versions = adapter.versions()
-        spied, memory = adapter.take_lstm_paths(), adapter.memory_stats(memory_baseline)  # before the cross-check
-        if "lstm_kernel" in context:  # a native reference names its own kernel; the Keras model's is not its
-            why = "not checked: a native reference names its own kernel"
-            kernel = {"lstm_kernel_observed": why, "lstm_kernel_check": why,
-                      "lstm_kernel_family": backends.kernel_family(context["lstm_kernel"])}
-        else:
-            key = (batch_size, maxlen, spied)
-            if key not in state.kernel_checks:  # outside any timed region; once per shape and label
-                state.kernel_checks[key] = adapter.kernel_cross_check(model, imdb.x_test[:batch_size, -maxlen:], spied)
-            check = state.kernel_checks[key]
-            kernel = {"lstm_kernel_observed": check.observed, "lstm_kernel_check": check.verdict,
-                      "lstm_kernel_family": check.family}
-        fields = dict(
-            backend=adapter.name, backend_version=versions[adapter.name], keras=versions["keras"],
-            device=adapter.device.kind, device_name=adapter.device.name, profile=described["profile"],
-            variant=described["variant"], dataset_requested=described["dataset_requested"],
-            device_requested=described["device_requested"], batch_size=batch_size, maxlen=maxlen,
-            epochs=described["epochs"], threads=described["threads"], seed=seed,
-            model_config=described["model_config"], dataset=imdb.info(),
-            jit_compile=adapter.resolved_jit_compile(model), lstm_kernel=spied, memory=memory, **kernel,
-            runtime=adapter.runtime_settings(),
-        )
-        entry = results.Record(kind, results.Context(**{**fields, **context}), metrics)
-        benchmark.extra_info.update(entry.to_json())
-        return entry
+        return session.record(benchmark, kind, metrics, model=model, imdb=imdb, seed=seed,
+                              memory_baseline=memory_baseline, shape=shape, **context)
 
     return fill
 
@@ -292,7 +174,7 @@ def record(pytestconfig: pytest.Config, settings: run_settings.RunSettings,
 @pytest.fixture
 def progress(pytestconfig: pytest.Config, settings: run_settings.RunSettings, seed: int) -> training.Progress:
     """Progress lines of a training run, shown live on pytest's terminal (and so in `bench run`'s log)."""
-    label = state_of(pytestconfig).label + (f" seed {seed}" if len(settings.accuracy_seeds) > 1 else "")
+    label = session_of(pytestconfig).label + (f" seed {seed}" if len(settings.accuracy_seeds) > 1 else "")
     return training.Progress(terminal_writer(pytestconfig), settings.model.epochs, label)
 
 
@@ -319,13 +201,9 @@ def terminal_writer(config: pytest.Config) -> Callable[[str], None]:
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    state = config.stash.get(_STATE, None)
-    if state is None:
-        return
-    machine_info["kerasbench"] = {
-        "backend": state.adapter.name, **state.adapter.versions(), **state.adapter.device.as_dict(),
-        "threads": state.settings.threads,
-    }
+    session = config.stash.get(_SESSION, None)
+    if session is not None:
+        machine_info["kerasbench"] = session.kerasbench_machine_info()
 
 
 # ---------------------------------------------------------------------------------- failures, saving
@@ -337,7 +215,7 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     except Exception as exc:
         if not backends.is_out_of_memory(exc):
             raise
-        model = state_of(item.config).settings.model
+        model = session_of(item.config).settings.model
         pytest.fail(
             f"out of memory at batch size {model.batch_size}, maxlen {model.maxlen} "
             f"({type(exc).__name__}). Lower --batch-size or --maxlen.", pytrace=False,
@@ -348,23 +226,23 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     outcome = yield
     _save(item.config, finished=False, exitstatus=None)
-    if _STATE in item.config.stash and state_of(item.config).terminated:
+    if _SESSION in item.config.stash and session_of(item.config).terminated:
         pytest.exit("terminated (SIGTERM)", returncode=pytest.ExitCode.INTERRUPTED)
     return outcome
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    if _STATE in session.config.stash and any("benchmark" in getattr(item, "fixturenames", ())
+    if _SESSION in session.config.stash and any("benchmark" in getattr(item, "fixturenames", ())
                                               for item in session.items):
         try:
-            results.check_writable(state_of(session.config).settings.results_dir)
+            results.check_writable(session_of(session.config).settings.results_dir)
         except OSError as exc:
             raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if _STATE in config.stash:
-        state_of(config).engine.finish()
+    if _SESSION in config.stash:
+        session_of(config).engine.finish()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -372,44 +250,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _save(config: pytest.Config, *, finished: bool, exitstatus: int | None) -> None:
-    """Rewrite this run's result file with every benchmark recorded so far."""
-    session = benchmark_session(config)
-    if _STATE not in config.stash or session is None or not session.benchmarks:
-        return
-    state = state_of(config)
-    if state.engine.rank != 0:
-        return  # rank 0 writes the file, with every rank's step times (bench/parallel.py gathers them)
-    # A benchmark that failed after its rounds (before ``record``) has statistics but no record:
-    # it is named in the run block instead of being written half-described.
-    recorded = [b for b in session.benchmarks if "kind" in b.extra_info]
-    state.unrecorded = [b.name for b in session.benchmarks if "kind" not in b.extra_info]
-    if not recorded:
-        return
-    if state.machine_info is None:
-        state.machine_info = session.get_machine_info()
-        commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
-        config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
-        state.commit_info = commit_info
-    document = config.hook.pytest_benchmark_generate_json(
-        config=config, benchmarks=recorded, include_data=True,
-        machine_info=state.machine_info, commit_info=state.commit_info,
-    )
-    config.hook.pytest_benchmark_update_json(config=config, benchmarks=recorded, output_json=document)
-    run = results.RunInfo.now(
-        backend=state.adapter.name, device=state.adapter.device.as_dict(), settings=state.settings.describe(),
-        started=state.started, finished=finished, exitstatus=exitstatus, unrecorded=state.unrecorded,
-        **_repeat_of_run(), fingerprint=machine.fingerprint(
-            backend=state.adapter.name, versions=state.adapter.versions(), device=state.adapter.device.as_dict(),
-            threads=state.settings.threads),
-        device_facts=machine.device_facts(state.adapter, state.gpu_watch),
-    )
-    if state.path is None:
-        state.path = results.result_path(state.settings.results_dir, state.label, state.settings.profile.name,
-                                         state.started)
-    results.write(state.path, document, run)
-
-
-def _repeat_of_run() -> dict:
-    """run_id and repeat_index, from the variables `python -m bench run` sets for each of its processes."""
-    index = os.environ.get(results.REPEAT_INDEX_ENV, "0")
-    return {"run_id": os.environ.get(results.RUN_ID_ENV, ""), "repeat_index": int(index) if index.isdigit() else 0}
+    """Rewrite this run's result file with every benchmark recorded so far (after each benchmark)."""
+    benchmarks = benchmark_session(config)
+    if _SESSION in config.stash and benchmarks is not None and benchmarks.benchmarks:
+        session_of(config).save(config, benchmarks.benchmarks, benchmarks.get_machine_info, finished=finished,
+                                exitstatus=exitstatus)

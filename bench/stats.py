@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats as sps
 
 # ----------------------------------------------------------------------------------------------------
-# Seeds: means, differences and equivalence across backends (issue 13; used by bench/parity.py)
+# Seeds: means, differences and equivalence across backends (used by bench/parity.py)
 # ----------------------------------------------------------------------------------------------------
 
 DEFAULT_CONFIDENCE = 0.95
@@ -34,10 +34,6 @@ class Interval:
     high: float | None
     n: int
     confidence: float = DEFAULT_CONFIDENCE
-
-    @property
-    def half_width(self) -> float | None:
-        return None if self.low is None or self.high is None else (self.high - self.low) / 2
 
     def excludes(self, value: float) -> bool:
         """True when the whole interval lies on one side of ``value``."""
@@ -209,8 +205,8 @@ def seeds_needed(difference: float, sd: float, margin: float, alpha: float = DEF
 
 
 # ----------------------------------------------------------------------------------------------------
-# Timings: the median's interval, tail percentiles, query counts, noise between processes (issue 10;
-# used by bench/timing.py, bench/report.py, bench/compare.py, bench/calibrate.py)
+# Timings: the median's interval, tail percentiles, query counts, noise between processes
+# (used by bench/timing.py, bench/report.py, bench/compare.py, bench/calibrate.py)
 # ----------------------------------------------------------------------------------------------------
 
 PERCENTILES = (50, 90, 99)

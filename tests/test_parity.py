@@ -20,7 +20,7 @@ from bench.settings import from_options, seed_list
 from tests.conftest import run_cli
 from tests.resultfiles import make_result, write_result
 
-# The quick-profile measurements (5,000 reviews, 1 epoch, seeds 0 to 4, 2-core AMD EPYC).
+# Measured accuracies, quick profile (5,000 reviews, 1 epoch, seeds 0 to 4, 2-core AMD EPYC).
 TF = [0.817, 0.801, 0.729, 0.780, 0.793]
 JAX = [0.802, 0.796, 0.825, 0.795, 0.781]
 TORCH = [0.823, 0.796, 0.796, 0.795, 0.783]
@@ -67,7 +67,7 @@ def test_equivalence_verdicts():
     assert stats.equivalence(same, same + 0.001, 0.01).verdict == stats.EQUIVALENT
     apart = stats.equivalence(same + 0.05, same, 0.01)
     assert apart.verdict == stats.DIFFERENT and apart.p_equal < 0.05
-    # The draws: neither equal nor different with 5 seeds; more seeds would tell.
+    # These draws: neither equal nor different with 5 seeds; more seeds would tell.
     unsure = stats.equivalence(TF, JAX, 0.01)
     assert unsure.verdict == stats.UNDECIDED and unsure.seeds_needed > 5
     one = stats.equivalence([0.8], JAX, 0.01)
@@ -353,10 +353,3 @@ def test_bench_run_trains_each_seed_shows_progress_and_reports_parity(tmp_path):
     assert run.info.settings["seeds"] == [0, 1]
     assert "## Does accuracy hold across backends?" in (run_dir / "REPORT.md").read_text()
     assert any(p.name.startswith("curves_") for p in run_dir.iterdir())
-
-
-def test_progress_overhead_alternates_which_side_goes_first():
-    from bench.progress_overhead import order
-
-    assert order(3) == [True, False, False, True, True, False]
-    assert order(4).count(True) == order(4).count(False) == 4

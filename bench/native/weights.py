@@ -6,7 +6,6 @@ the same numbers and the checks that the model is the architecture they implemen
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +24,6 @@ class KerasWeights:
     lstm1: tuple[LstmWeights, LstmWeights]  # (forward, backward)
     lstm2: tuple[LstmWeights, LstmWeights]
     dense: tuple[np.ndarray, np.ndarray]  # kernel (2 * units, 1), bias (1,)
-
-    def as_list(self) -> list[np.ndarray]:
-        """The same order as ``keras_model.get_weights()``."""
-        return [self.embeddings, *itertools.chain(*self.lstm1, *self.lstm2), *self.dense]
 
 
 @dataclass(frozen=True)

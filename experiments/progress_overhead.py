@@ -2,7 +2,7 @@
 
 One backend per process (Keras fixes its backend at import); run it alone on the machine:
 
-    KERAS_BACKEND=jax .venv/bin/python -m bench.progress_overhead [--pairs 3] [--train-samples 5000]
+    KERAS_BACKEND=jax .venv/bin/python -m experiments.progress_overhead [--pairs 3] [--train-samples 5000]
         [--test-samples 2000] [--dataset auto] [--device cpu] [--threads N]
 
 One model, one untimed warm-up epoch (compilation), then ``2 * pairs`` epochs of
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.data import SOURCES, load_imdb
     from bench.settings import positive_int
 
-    parser = argparse.ArgumentParser(prog="python -m bench.progress_overhead", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m experiments.progress_overhead", description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=positive_int, default=3, help="epochs with and without progress, each")
     parser.add_argument("--train-samples", type=positive_int, default=5000)
     parser.add_argument("--test-samples", type=positive_int, default=2000)
