@@ -49,11 +49,15 @@ GPU_CHECK_PYTHON = $(firstword $(wildcard .venv-gpu/bin/python .venv/bin/python)
 gpu-check:
 	$(GPU_CHECK_PYTHON) -m bench.machine gpu-check --profile $(PROFILE)
 
-# One process per backend: Keras fixes its backend at import.
+# Backend-independent tests once; tests marked per_backend once under each backend, one process each (Keras
+# fixes its backend at import).
 test: venv lint
-	@status=0; for b in $(BACKENDS); do \
+	@status=0; \
+	echo "=== backend-independent tests"; \
+	KERAS_BACKEND=jax $(BIN)/python -m pytest tests -q -m "not per_backend" || status=1; \
+	for b in $(BACKENDS); do \
 		echo "=== tests under KERAS_BACKEND=$$b"; \
-		KERAS_BACKEND=$$b $(BIN)/python -m pytest tests -q || status=1; \
+		KERAS_BACKEND=$$b $(BIN)/python -m pytest tests -q -m per_backend || status=1; \
 	done; exit $$status
 
 # The committed reference report: rebuilt only when asked, from the committed reference results.

@@ -40,3 +40,20 @@ def backend_name() -> str:
     from bench.backends import selected_backend
 
     return selected_backend()
+
+
+# `make test` runs the tests marked per_backend once under each backend, and the rest once: Keras fixes its
+# backend per process, and most of the harness (statistics, reports, options) does not depend on it.
+BACKEND_FIXTURES = frozenset({"adapter", "backend_name", "model", "default_model"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "per_backend: depends on the Keras backend; `make test` runs it under each")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test that takes a backend's fixture but would run under one backend only is a mistake, not a choice.
+    unmarked = [item.nodeid for item in items if BACKEND_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("per_backend") is None]
+    if unmarked:
+        raise pytest.UsageError("mark these tests per_backend (they use a backend's fixtures): " + ", ".join(unmarked))

@@ -7,7 +7,6 @@ import subprocess
 import pytest
 
 from bench import ab, results, runner
-from bench.backends import selected_backend
 from bench.selection import aggregate, latest
 from tests.conftest import ROOT, run_cli
 from tests.resultfiles import make_result, write_result
@@ -94,7 +93,6 @@ def two_commits(tmp_path_factory):
 
 # The ab plumbing does not depend on the backend, and each side is a real pytest process with Keras:
 # one backend's test session runs it, to keep `make test` within its time budget.
-@pytest.mark.skipif(selected_backend() != "jax", reason="backend-independent; run in the jax session only")
 def test_ab_runs_each_commit_with_its_own_code_interleaved_and_compares(tmp_path, two_commits):
     repo, base, head = two_commits
     run_dir = tmp_path / "ab"

@@ -15,6 +15,8 @@ import pytest
 from bench import backends
 from bench.backends import BackendError, DeviceInfo
 
+pytestmark = pytest.mark.per_backend
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 HOST_KEYS = {"host_rss_growth_mib", "host_peak_rss_mib"}

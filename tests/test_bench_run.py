@@ -9,6 +9,8 @@ from bench.backends import selected_backend
 from bench.results import SCHEMA_VERSION
 from tests.conftest import run_bench
 
+pytestmark = pytest.mark.per_backend
+
 TINY = ["--profile", "smoke", "--dataset", "synthetic", "--train-samples", "64", "--test-samples", "64",
         "--maxlen", "20", "--device", "cpu"]
 

@@ -17,6 +17,8 @@ from bench.backends import BACKENDS, selected_backend
 from bench.data import synthetic
 from model import build_model, initialize_weights
 
+pytestmark = pytest.mark.per_backend
+
 WORKER = Path(__file__).with_name("crossbackend_worker.py")
 TOLERANCE = 1e-5  # max abs difference of sigmoid outputs, float32 through 400 LSTM steps
 OTHERS = [b for b in BACKENDS if b != selected_backend() and importlib.util.find_spec(b)]

@@ -11,6 +11,8 @@ import pytest
 from bench import backends
 from bench.backends import compare_kernels, kernel_family
 
+pytestmark = pytest.mark.per_backend
+
 X = np.random.default_rng(0).integers(1, 50, (4, 12)).astype("int32")  # no 0: a mask keeps every step
 
 # What Keras 3.15 runs on CPU: the generic RNN loop, or torch's own loop after a fused input projection.

@@ -217,6 +217,7 @@ def test_without_nvidia_ml_py_facts_say_so(monkeypatch):
     assert machine.NVML_MISSING.startswith("unavailable: nvidia-ml-py not installed")
 
 
+@pytest.mark.per_backend
 def test_this_machines_facts_are_recorded_or_unavailable():
     adapter = backends.current()
     facts = machine.device_facts(adapter, None)
@@ -260,6 +261,7 @@ def test_gpu_check_runs_the_backends_that_see_a_gpu(tmp_path, monkeypatch):
     assert "Kernels, energy and device facts" in printed[-1]
 
 
+@pytest.mark.per_backend
 def test_this_backend_reports_whether_it_sees_a_gpu(backend_name):
     status = machine.backend_gpu_status(backend_name)
     assert status["installed"] is True and status["detail"]

@@ -5,6 +5,8 @@ import pytest
 
 from model import DEFAULT_CONFIG, DEFAULT_PARAM_COUNT, build_model, initialize_weights
 
+pytestmark = pytest.mark.per_backend
+
 
 @pytest.fixture(scope="module")
 def default_model():

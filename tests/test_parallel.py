@@ -234,6 +234,7 @@ def test_compare_never_pairs_simulated_with_real_devices(tmp_path):
 
 # ------------------------------------------------------------------ every backend: same weights as one device
 
+@pytest.mark.per_backend
 def test_devices_train_like_one_device(tmp_path):
     adapter = backends.current()
     if adapter.parallel_engine == "torch.distributed":
@@ -248,6 +249,7 @@ def test_devices_train_like_one_device(tmp_path):
     assert found["max_weight_diff"] < TOLERANCE, found
 
 
+@pytest.mark.per_backend
 def test_two_processes_train_like_one_device_and_a_killed_rank_fails_the_run(tmp_path):
     # The one multi-process test per backend, a real `pytest bench/ --processes 2`: train_step first (its
     # record holds every rank's times and the check against one device), then accuracy for many epochs,

@@ -36,6 +36,8 @@ import pytest
 from bench.backends import BACKENDS, selected_backend
 from tests import samestart_worker
 
+pytestmark = pytest.mark.per_backend
+
 WORKER = Path(__file__).with_name("samestart_worker.py")
 OTHERS = [b for b in BACKENDS if b != selected_backend() and importlib.util.find_spec(b)]
 FIRST_STEP_TOLERANCE = 1e-6  # measured <= 6e-8: float32 rounding through 2 x 20 LSTM steps

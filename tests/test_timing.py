@@ -9,6 +9,8 @@ from bench import backends, timing, training
 from bench.data import synthetic
 from model import build_model, initialize_weights
 
+pytestmark = pytest.mark.per_backend
+
 
 @pytest.fixture(scope="module")
 def small():
