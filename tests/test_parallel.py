@@ -224,6 +224,15 @@ def test_report_shows_scaling_apart_and_labels_simulated_devices(tmp_path):
     assert tmp_path / "plots" / "data_parallel_efficiency.png" in written
 
 
+def test_the_engine_describes_a_layout_the_record_takes_as_it_is():
+    engine = parallel.DataParallel(parallel.Layout(devices=2, scaling="strong"))
+    layout = engine.context(32)["layout"]
+    assert isinstance(layout, results.ReplicaLayout) and layout.name == "dp2" and layout.distributed
+    assert (layout.per_replica_batch, layout.global_batch, layout.scaling) == (16, 32, "strong")
+    assert parallel.Layout(devices=2).suffix == f"-{layout.name}"  # benchmark ids and records spell it alike
+    assert parallel.Engine().context(32) == {}  # one device: the record's default layout
+
+
 def test_compare_never_pairs_simulated_with_real_devices(tmp_path):
     base = write_result(tmp_path, layout_document("dp2", 0.8, simulated=True), "base.json")
     cur = write_result(tmp_path, layout_document("dp2", 0.8, simulated=False, train=(0.5, 0.004)), "cur.json")
