@@ -21,6 +21,7 @@ from typing import Any
 
 from bench.backends import BACKENDS, GPU_INSTALL
 from bench.backends.base import cpu_model
+from bench.results import Energy
 from bench.tables import MISSING
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -384,16 +385,15 @@ def energy_meter(device_kind: str) -> EnergyMeter:
     return _METERS[device_kind]
 
 
-def energy_per_step(meter: EnergyMeter, start: Any, end: Any, *, steps: int, batch_size: int) -> dict:
-    """StepMetrics' energy fields for ``steps`` steps between two reads of ``meter``."""
+def energy_per_step(meter: EnergyMeter, start: Any, end: Any, *, steps: int, batch_size: int) -> Energy:
+    """StepMetrics' energy for ``steps`` steps between two reads of ``meter``."""
     joules = meter.joules(start, end)
     if joules is None or steps < 1:
-        return {"energy_j_per_step": None, "samples_per_joule": None, "energy_source": meter.source}
+        return Energy(meter.source)
     if joules <= 0:
-        return {"energy_j_per_step": None, "samples_per_joule": None,
-                "energy_source": f"unavailable: {meter.source} did not advance over the timed rounds ({joules} J)"}
+        return Energy(f"unavailable: {meter.source} did not advance over the timed rounds ({joules} J)")
     per_step = joules / steps
-    return {"energy_j_per_step": per_step, "samples_per_joule": batch_size / per_step, "energy_source": meter.source}
+    return Energy(meter.source, j_per_step=per_step, samples_per_joule=batch_size / per_step)
 
 
 # ----------------------------------------------------------------------------------------- gpu-check
@@ -487,12 +487,12 @@ def describe_gpu_run(run_dir: Path) -> str:
         out.append(f"- other processes on the GPU: {others or 'none'}")
         for r in run.results:
             c, step = r.context, r.step
-            energy = (f"{step.energy_j_per_step:.4g} J/step, {step.samples_per_joule:.4g} samples/J"
-                      if step and step.energy_j_per_step is not None else "no energy figure")
-            source = step.energy_source if step else ""
+            energy = (f"{step.energy.j_per_step:.4g} J/step, {step.energy.samples_per_joule:.4g} samples/J"
+                      if step and step.energy.j_per_step is not None else "no energy figure")
+            source = step.energy.source if step else ""
             median = MISSING if r.median_ms is None else f"{r.median_ms:.3g} ms"
-            out.append(f"- {r.name}: {median}; LSTM kernel {c.lstm_kernel!r}, program {c.lstm_kernel_observed!r}, "
-                       f"check {c.lstm_kernel_check}; {energy} ({source})")
+            out.append(f"- {r.name}: {median}; LSTM kernel {c.kernel.name!r}, program {c.kernel.observed!r}, "
+                       f"check {c.kernel.check}; {energy} ({source})")
         out.append("")
     return "\n".join(out)
 

@@ -52,6 +52,7 @@ from typing import IO, Any, ClassVar
 import numpy as np
 
 from bench.backends.base import BackendError
+from bench.results import Equivalence, ReplicaLayout, Scaling, layout_name
 
 SCALINGS = ("weak", "strong")
 MAX_REPLICAS = 64  # a typo (--processes 200) should fail at once, not fork 200 interpreters
@@ -108,8 +109,7 @@ class Layout:
         """What benchmark ids and file names get: "", "-dp4", "-mp2", "-dp4-strong"."""
         if not self.distributed:
             return ""
-        name = f"-dp{self.devices}" if self.devices is not None else f"-mp{self.processes}"
-        return name + ("-strong" if self.scaling == "strong" else "")
+        return f"-{layout_name(self.mode, self.replicas)}" + ("-strong" if self.scaling == "strong" else "")
 
     def batches(self, batch_size: int) -> tuple[int, int]:
         """(per-replica batch, global batch) for --batch-size ``batch_size`` under this scaling."""
@@ -517,7 +517,7 @@ class DataParallel(Engine):
         }
 
     def context(self, batch_size: int) -> dict:
-        return {"layout": self.describe(batch_size), "batch_size": self.global_batch(batch_size)}
+        return {"layout": ReplicaLayout(**self.describe(batch_size)), "batch_size": self.global_batch(batch_size)}
 
     def bench_train_step(self, benchmark: Any, model: Any, x: np.ndarray, y: np.ndarray, shape: tuple[int, int], *,
                          rounds: int, warmup_rounds: int, staged_batches: int, adaptive: Any = None) -> Any:
@@ -564,11 +564,9 @@ class DataParallel(Engine):
         samples = global_batch / slowest
         efficiency = None if reference is None else samples / (self.layout.replicas * reference_batch / reference)
         return dataclasses.replace(
-            metrics, first_step_s=first_step_s, samples_per_s=samples, replicas=self.layout.replicas,
-            per_replica_batch=per_replica, slowest_replica_step_s=slowest,
-            rank_step_s=[float(np.median(r)) for r in every], reference_step_s=reference,
-            reference_batch=reference_batch, scaling_efficiency=efficiency, equivalence_steps=EQUIVALENCE_STEPS,
-            max_weight_diff_vs_one_device=difference, ranks_agree=bool(np.all(checksums == checksums[0])),
+            metrics, first_step_s=first_step_s, samples_per_s=samples,
+            scaling=Scaling(slowest, [float(np.median(r)) for r in every], reference_batch, reference, efficiency),
+            equivalence=Equivalence(EQUIVALENCE_STEPS, bool(np.all(checksums == checksums[0])), difference),
         )
 
     def one_device_weights(self, x: np.ndarray, y: np.ndarray, global_batch: int, count: int) -> np.ndarray:

@@ -181,15 +181,15 @@ def _scaling(plt: Any, results: Sequence[Result]) -> list[tuple[str, Any]]:
 
 def _efficiency(plt: Any, results: Sequence[Result]) -> Any:
     """Scaling efficiency against N, one line per backend, layout kind and scaling (N = 1 is 1 by definition)."""
-    rows = [r for r in data_parallel_rows(results) if r.step.scaling_efficiency is not None]
+    rows = [r for r in data_parallel_rows(results) if r.step.scaling and r.step.scaling.efficiency is not None]
     if not rows:
         return None
     lines: dict[str, list[tuple[int, float]]] = {}
     for r in rows:
-        kind = "devices" if r.layout.get("mode") == "devices" else "processes"
-        label = f"{r.backend} ({r.context.device_name}), {kind}, {r.layout.get('scaling')}"
+        kind = "devices" if r.layout.mode == "devices" else "processes"
+        label = f"{r.backend} ({r.context.device_name}), {kind}, {r.layout.scaling}"
         label += ", simulated" if r.simulated else ""
-        lines.setdefault(label, [(1, 1.0)]).append((r.step.replicas, r.step.scaling_efficiency))
+        lines.setdefault(label, [(1, 1.0)]).append((r.layout.replicas, r.step.scaling.efficiency))
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, points in sorted(lines.items()):
         points = sorted(dict(points).items())

@@ -39,13 +39,18 @@ class Profile:
     description: str = ""
 
     @property
+    def sweep(self) -> bool:
+        """Whether the step benchmarks run at a grid of shapes: then they measure step latency and nothing else."""
+        return bool(self.sweep_batch_sizes or self.sweep_maxlens)
+
+    @property
     def accuracy(self) -> bool:
         """Whether the accuracy benchmark runs (the sweep measures step latency only)."""
-        return not (self.sweep_batch_sizes or self.sweep_maxlens)
+        return not self.sweep
 
     def points(self, batch_size: int, maxlen: int) -> list[tuple[int, int]]:
         """The (batch size, maxlen) points the step benchmarks run at."""
-        if not (self.sweep_batch_sizes or self.sweep_maxlens):
+        if not self.sweep:
             return [(batch_size, maxlen)]
         by_batch = [(b, maxlen) for b in self.sweep_batch_sizes]
         by_length = [(batch_size, n) for n in self.sweep_maxlens if (batch_size, n) not in by_batch]
@@ -87,6 +92,12 @@ PROFILES: dict[str, Profile] = {
 }
 
 DEFAULT_PROFILE = "quick"
+
+
+def is_sweep(name: str) -> bool:
+    """Whether results of the profile ``name`` are sweep points (a name no longer in the table is not)."""
+    profile = PROFILES.get(name)
+    return profile is not None and profile.sweep
 
 
 def get_profile(name: str) -> Profile:

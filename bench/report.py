@@ -59,7 +59,7 @@ class Line:
     keras_vs_native_predict: float | None = None
     # Set when Keras and the native reference ran different LSTM kernel families ("Keras loop, native onednn").
     native_kernel_differs: str | None = None
-    train_energy_j_per_step: float | None = None  # from a hardware counter (StepMetrics.energy_source), else None
+    train_energy_j_per_step: float | None = None  # from a hardware counter (StepMetrics.energy), else None
     train_energy_source: str | None = None
     speed_ratio: float | None = None  # train median over the group's fastest
     # Repeats (--repeat N): processes per step benchmark and the 95% interval of the median of their medians.
@@ -109,7 +109,7 @@ def _line(kinds: dict[str, Result]) -> Line:
     c = describing.context
     line = Line(backend=c.backend, backend_version=str(c.backend_version), device_name=c.device_name,
                 keras=c.keras, variant=c.variant, incomplete=not all(r.run.finished for r in kinds.values()),
-                files=sorted({r.file for r in kinds.values()}), lstm_kernel=c.lstm_kernel,
+                files=sorted({r.file for r in kinds.values()}), lstm_kernel=c.kernel.name,
                 jit_compile=str(c.jit_compile))
     if train:
         line.train_median_ms, line.train_iqr_ms = train.median_ms, train.ms("iqr")
@@ -128,8 +128,8 @@ def _line(kinds: dict[str, Result]) -> Line:
     line.native_kernel_differs = _kernels_differ(train or predict, kinds.get("native_train_step")
                                                  or kinds.get("native_predict_step"))
     if train:
-        line.train_energy_j_per_step = train.step.energy_j_per_step
-        line.train_energy_source = train.step.energy_source
+        line.train_energy_j_per_step = train.step.energy.j_per_step
+        line.train_energy_source = train.step.energy.source
     return line
 
 
@@ -137,7 +137,7 @@ def _kernels_differ(keras_result: Result | None, native_result: Result | None) -
     """'Keras loop, native onednn' when the two ran different LSTM kernel families (as recorded), else None."""
     if keras_result is None or native_result is None:
         return None
-    ours, theirs = keras_result.context.lstm_kernel_family, native_result.context.lstm_kernel_family
+    ours, theirs = keras_result.context.kernel.family, native_result.context.kernel.family
     if "unknown" in (ours, theirs) or ours == theirs:
         return None
     return f"Keras {ours}, native {theirs}"
@@ -307,18 +307,12 @@ DP_HEADERS = ("Backend", "Device", "Engine", "Layout", "Scaling", "N", "Batch pe
               "Max weight diff vs 1 device", "Devices")
 
 
-def layout_name(r: Result) -> str:
-    """"dp4" (N devices, one process) or "mp2" (N processes), from the benchmark's layout."""
-    layout = r.layout
-    return f"{'dp' if layout.get('mode') == 'devices' else 'mp'}{layout.get('replicas', 1)}"
-
-
 def data_parallel_rows(results: Iterable[Result]) -> list[Result]:
     """The newest data-parallel train-step results, one per benchmark and group, by backend, scaling and N."""
     steps = latest([r for r in results if r.distributed and r.kind == "train_step" and r.step],
                    key=lambda r: (r.name, r.group, r.line))
-    return sorted(steps, key=lambda r: (r.backend, r.context.device_name, str(r.layout.get("scaling")),
-                                        r.layout.get("mode") or "", r.step.replicas))
+    return sorted(steps, key=lambda r: (r.backend, r.context.device_name, str(r.layout.scaling),
+                                        r.layout.mode or "", r.layout.replicas))
 
 
 def data_parallel_section(results: Sequence[Result]) -> list[str]:
@@ -332,15 +326,15 @@ def data_parallel_section(results: Sequence[Result]) -> list[str]:
     if rows:
         cells_ = []
         for r in rows:
-            m, layout = r.step, r.layout
-            reference = m.reference_batch / m.reference_step_s if m.reference_step_s else None
+            m, layout, s, e = r.step, r.layout, r.step.scaling, r.step.equivalence
+            reference = s.reference_batch / s.reference_step_s if s and s.reference_step_s else None
             cells_.append([
-                f"{r.backend} {r.context.backend_version}", r.context.device_name, str(layout.get("engine")),
-                layout_name(r), str(layout.get("scaling")), str(m.replicas),
-                f"{m.per_replica_batch} / {r.context.batch_size}",
-                fmt_ms(m.slowest_replica_step_s * 1e3 if m.slowest_replica_step_s else None),
-                fmt(m.samples_per_s, ".0f"), fmt(reference, ".0f"), fmt(m.scaling_efficiency, ".2f"),
-                fmt(m.max_weight_diff_vs_one_device, ".1e"), "simulated" if r.simulated else "real",
+                f"{r.backend} {r.context.backend_version}", r.context.device_name, str(layout.engine),
+                layout.name, str(layout.scaling), str(layout.replicas),
+                f"{layout.per_replica_batch} / {r.context.batch_size}",
+                fmt_ms(s.slowest_replica_step_s * 1e3 if s and s.slowest_replica_step_s else None),
+                fmt(m.samples_per_s, ".0f"), fmt(reference, ".0f"), fmt(s and s.efficiency, ".2f"),
+                fmt(e and e.max_weight_diff_vs_one_device, ".1e"), "simulated" if r.simulated else "real",
             ])
         out += [table(DP_HEADERS, cells_), ""]
         out += ["Slowest replica: per step the longest of the processes' step times, then the median over steps. "
@@ -351,11 +345,11 @@ def data_parallel_section(results: Sequence[Result]) -> list[str]:
     if accuracy:
         headers = ("Backend", "Device", "Layout", "Scaling", "Global batch", "First epoch s", "Final val_accuracy",
                    "Devices")
-        out += [table(headers, [[f"{r.backend} {r.context.backend_version}", r.context.device_name, layout_name(r),
-                                 str(r.layout.get("scaling")), str(r.context.batch_size),
+        out += [table(headers, [[f"{r.backend} {r.context.backend_version}", r.context.device_name, r.layout.name,
+                                 str(r.layout.scaling), str(r.context.batch_size),
                                  fmt(r.accuracy.first_epoch_s, ".1f"), fmt(r.accuracy.final_val_accuracy, ".3f"),
                                  "simulated" if r.simulated else "real"] for r in accuracy]), ""]
-    whys = sorted({str(r.layout.get("simulated_why")) for r in (*rows, *accuracy) if r.simulated})
+    whys = sorted({str(r.layout.simulated_why) for r in (*rows, *accuracy) if r.simulated})
     if whys:
         out += ["Simulated: " + " ".join(f"{why}." for why in whys), ""]
     return out
@@ -387,24 +381,27 @@ def flat(r: Result) -> dict:
            "device_name": c.device_name, "profile": c.profile, "dataset": c.dataset["source"],
            "batch_size": c.batch_size, "maxlen": c.maxlen, "keras": c.keras, "backend_version": c.backend_version,
            "finished": r.run.finished, "started": r.run.started, "variant": c.variant, "jit_compile": c.jit_compile,
-           "lstm_kernel": c.lstm_kernel, "rounds": r.stats and r.stats.rounds, "seed": c.seed}
+           "lstm_kernel": c.kernel.name, "rounds": r.stats and r.stats.rounds, "seed": c.seed}
     row |= {f"{stat}_ms": r.ms(stat) for stat in ("median", "iqr", "q1", "q3", "mean", "stddev", "min", "max")}
     row |= {"first_step_s": step and step.first_step_s, "samples_per_s": step and step.samples_per_s,
             "harness_vs_plain": step and step.harness_vs_plain}
-    row |= {"run_id": r.run.run_id, "repeat_index": r.run.repeat_index, "ci_half_width": step and step.ci_half_width,
-            "stop_reason": step and step.stop_reason, "measure_s": step and step.measure_s}
-    row |= {f"{q}_ms": getattr(step, f"{q}_s") * 1e3 if step and getattr(step, f"{q}_s") is not None else None
-            for q in ("p50", "p90", "p99")}
+    interval, tail = step and step.interval, step and step.tail
+    row |= {"run_id": r.run.run_id, "repeat_index": r.run.repeat_index,
+            "ci_half_width": interval and interval.half_width, "stop_reason": step and step.rounds.stop_reason,
+            "measure_s": step and step.rounds.measure_s}
+    row |= {f"{q}_ms": getattr(tail, f"{q}_s") * 1e3 if tail else None for q in ("p50", "p90", "p99")}
     row |= {"final_val_accuracy": acc and acc.final_val_accuracy, "target_accuracy": acc and acc.target_accuracy,
             "time_to_accuracy_s": acc and acc.time_to_accuracy_s, "status": acc and acc.status}
-    row |= {"lstm_kernel_family": c.lstm_kernel_family, "lstm_kernel_check": c.lstm_kernel_check,
-            "energy_j_per_step": step and step.energy_j_per_step, "samples_per_joule": step and step.samples_per_joule,
-            "energy_source": step and step.energy_source}
-    row |= {"layout": layout_name(r) if r.distributed else "single", "replicas": r.layout.get("replicas", 1),
-            "scaling": r.layout.get("scaling"), "simulated": r.simulated,
-            "slowest_replica_ms": step.slowest_replica_step_s * 1e3 if step and step.slowest_replica_step_s else None,
-            "scaling_efficiency": step and step.scaling_efficiency,
-            "max_weight_diff_vs_one_device": step and step.max_weight_diff_vs_one_device}
+    row |= {"lstm_kernel_family": c.kernel.family, "lstm_kernel_check": c.kernel.check,
+            "energy_j_per_step": step and step.energy.j_per_step,
+            "samples_per_joule": step and step.energy.samples_per_joule, "energy_source": step and step.energy.source}
+    scaled, equivalence = step and step.scaling, step and step.equivalence
+    row |= {"layout": r.layout.name, "replicas": r.layout.replicas, "scaling": r.layout.scaling,
+            "simulated": r.simulated,
+            "slowest_replica_ms": scaled.slowest_replica_step_s * 1e3 if scaled and scaled.slowest_replica_step_s
+            else None,
+            "scaling_efficiency": scaled and scaled.efficiency,
+            "max_weight_diff_vs_one_device": equivalence and equivalence.max_weight_diff_vs_one_device}
     return row
 
 

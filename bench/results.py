@@ -5,30 +5,35 @@ plus two things of ours:
 
 * a ``kerasbench`` block for the run (``RunInfo``): schema version, settings, whether it finished;
 * in every benchmark's ``extra_info`` a ``Record``: the benchmark's ``kind``, its ``Context``
-  (where and how it ran) and its kind's metrics (``StepMetrics`` or ``AccuracyMetrics``).
+  (where and how it ran) and its kind's metrics (``StepMetrics`` or ``AccuracyMetrics``). Both
+  nest small records by concern (the layout, the kernel, the rounds, the interval, the energy...),
+  each present in full or, where a benchmark has no such thing, None.
 
 Writers build records; ``write`` stores them atomically (the file is rewritten after every
 benchmark, so a crash keeps everything measured before it). Readers (report, plots, compare)
 call ``load`` and get ``Result`` objects; nothing else parses these files. A file of the current
-schema with a key missing raises ``SchemaError`` naming the file and the key; files of schema 1
-are upgraded as they are read. This module imports nothing of how timing or training works.
+schema with a key missing raises ``SchemaError`` naming the file and the key; files of older schemas
+are upgraded as they are read (``upgrade``: schema 1 to 2 to 3). This module imports nothing of how
+timing or training works.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import sys
 import tempfile
+import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RUN_ID_ENV = "KERASBENCH_RUN_ID"  # set by `python -m bench run` for every process of one run
 REPEAT_INDEX_ENV = "KERASBENCH_REPEAT_INDEX"  # which repeat (0..N-1) of that run a process is
 STEP_KINDS = ("train_step", "predict_step", "native_train_step", "native_predict_step", "serve_batch1")
@@ -43,10 +48,66 @@ class SchemaError(ValueError):
 
 # ------------------------------------------------------------------------------------------ records
 
-def single_device_layout() -> dict:
-    """``Context.layout`` of a benchmark on one device without a data-parallel engine (and of older files)."""
-    return {"engine": None, "mode": "single", "replicas": 1, "processes": 1, "devices_per_process": 1,
-            "simulated": False}
+def layout_name(mode: str, replicas: int) -> str:
+    """"dp4" (N devices in one process), "mp2" (N processes) or "single": the one spelling of a layout's name."""
+    if mode == "single":
+        return "single"
+    return f"{'dp' if mode == 'devices' else 'mp'}{replicas}"
+
+
+@dataclass(frozen=True)
+class ReplicaLayout:
+    """How the replicas of one benchmark were laid out; one device without an engine by default.
+
+    A data-parallel engine (``DataParallel.describe``) builds the dict this is made from, with the
+    same keys: ``ReplicaLayout(**described)``.
+    """
+
+    engine: str | None = None  # the data-parallel engine; None on one device without one
+    mode: str = "single"  # "single", "devices" (N devices, one process) or "processes" (N processes)
+    replicas: int = 1
+    processes: int = 1
+    devices_per_process: int = 1
+    simulated: bool = False  # several devices simulated on one CPU
+    simulated_why: str | None = None
+    scaling: str | None = None  # "weak" (per-replica batch kept) or "strong" (global batch kept)
+    per_replica_batch: int | None = None
+    global_batch: int | None = None
+    devices: list = field(default_factory=list)  # the devices the engine drove, by name
+    step: str | None = None  # which function one timed step calls
+    collectives: str | None = None  # how the replicas exchange gradients
+    rank_recording: int = 0  # the process whose record this is
+    host: str | None = None
+    keras_train_function: str | None = None  # TensorFlow, several processes: whether Keras's own step runs there
+
+    @property
+    def distributed(self) -> bool:
+        """Whether it ran through a data-parallel engine (--devices / --processes), even at N = 1."""
+        return self.engine is not None
+
+    @property
+    def name(self) -> str:
+        return layout_name(self.mode, self.replicas)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Which LSTM implementation ran: the spy's label, checked against the executed program (bench.backends)."""
+
+    name: str  # as the spy saw Keras pick it; a native reference names its own
+    observed: str = "not checked"  # "<family>: <evidence>" from the program, or "not checked: <why>"
+    check: str = "not checked"  # "agrees", "MISMATCH: ..." or "not checked: ..."
+    family: str = "unknown"  # what ran: cudnn, cuda, onednn, aten, loop or "mixed (...)"
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the benchmark added to memory, in MiB (bench.backends: Adapter.memory_stats)."""
+
+    host_rss_growth_mib: float | None = None
+    host_peak_rss_mib: float | None = None  # the process's peak so far: a ceiling for this benchmark
+    device_peak_mib: float | None = None  # GPU: the backend allocator's peak
+    device_peak_scope: str | None = None  # what device_peak_mib covers, where not "since the benchmark began"
 
 
 @dataclass(frozen=True)
@@ -70,16 +131,88 @@ class Context:
     model_config: dict
     dataset: dict  # bench.data.Dataset.info(): "source" always, the rest by source
     jit_compile: bool | str  # what jit_compile="auto" resolved to
-    lstm_kernel: str  # which LSTM implementation ran, as the spy saw Keras pick it
-    memory: dict  # host RSS growth and peak; the device allocator's peak on GPU
-    # The spy's label checked against the executed program (bench.backends: Adapter.kernel_cross_check).
-    lstm_kernel_observed: str = "not checked"  # "<family>: <evidence>" from the program, or "not checked: <why>"
-    lstm_kernel_check: str = "not checked"  # "agrees", "MISMATCH: ..." or "not checked: ..."
-    lstm_kernel_family: str = "unknown"  # what ran: cudnn, cuda, onednn, aten, loop or "mixed (...)"
+    kernel: Kernel
+    memory: Memory
     runtime: dict = field(default_factory=dict)  # threads, denormal handling, float32 matmul precision (observed)
-    # Data-parallel layout (bench/parallel.py: DataParallel.describe): engine, mode, replicas, processes,
-    # scaling, per-replica and global batch, devices, and simulated (with simulated_why) on one CPU.
-    layout: dict = field(default_factory=single_device_layout)
+    layout: ReplicaLayout = field(default_factory=ReplicaLayout)
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """How the timed rounds ran and why they stopped (bench.timing.measure_step)."""
+
+    mode: str = "fixed"  # "fixed" or "adaptive"
+    stop_reason: str | None = None  # "fixed", "target", "max rounds", "max seconds"; None in older files
+    timed_s: float | None = None  # wall seconds of the timed rounds
+    measure_s: float | None = None  # wall seconds after the first call: warm-up, timed rounds, plain loop
+
+
+@dataclass(frozen=True)
+class Tail:
+    """Tail latency of the timed rounds, in seconds."""
+
+    p50_s: float
+    p90_s: float
+    p99_s: float
+    method: str  # bench.stats.PERCENTILE_METHOD
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The median's confidence interval over the timed rounds."""
+
+    confidence: float
+    method: str  # bench.stats.QUANTILE_CI_METHOD
+    low_s: float | None = None  # None where the rounds are too few for an interval
+    high_s: float | None = None
+    half_width: float | None = None  # relative to the median: 0.02 means ±2%
+    target: float | None = None  # adaptive rounds stop once half_width is at most this; None for fixed rounds
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Energy over the timed rounds, from a hardware counter read before and after them (bench.machine).
+
+    NVML's total energy on GPU, RAPL on CPU. Never an estimate: None where no counter was readable.
+    """
+
+    source: str = "unavailable: not measured"  # the counter, or "unavailable: <why>"
+    j_per_step: float | None = None
+    samples_per_joule: float | None = None
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Batch-1 serving: how its query count was sized (bench.stats.QuerySizing) and the p99's interval."""
+
+    queries: int
+    percentile: float
+    margin: float  # in quantile levels: 0.005 means the interval lies within p98.5 .. p99.5
+    confidence: float
+    sizing_method: str | None = None
+    p99_low_s: float | None = None  # the p99's order-statistic interval; None where the queries are too few
+    p99_high_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """A data-parallel train step (the layout says how many replicas): samples_per_s is the global batch
+    over the slowest replica's step, against one device timed in the same process (rank 0)."""
+
+    slowest_replica_step_s: float  # per step the slowest replica's time, then the median
+    rank_step_s: list  # each process's median step time, in rank order
+    reference_batch: int  # weak scaling: the per-replica batch; strong: the global batch
+    reference_step_s: float | None = None  # one device at reference_batch, median; rank 0 only
+    efficiency: float | None = None  # samples/s at N over N times the reference's samples/s; rank 0 only
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """Before the timing: data-parallel steps against as many on one device, on the same global batches."""
+
+    steps: int
+    ranks_agree: bool  # every process's weights had the same checksums
+    max_weight_diff_vs_one_device: float | None = None  # largest absolute difference of any weight; rank 0 only
 
 
 @dataclass(frozen=True)
@@ -88,48 +221,18 @@ class StepMetrics:
 
     staged_batches: int
     first_step_s: float  # the trace/compile call, timed apart from the statistics
-    samples_per_s: float
+    samples_per_s: float  # data-parallel: the global batch over Scaling.slowest_replica_step_s
     plain_loop_median_s: float
     harness_vs_plain: float  # harness median / plain perf_counter loop median of the same step
     implementation: str = "keras"  # or "native"
     native_kernel: str | None = None
-    # Tail latency of the timed rounds (bench.stats.PERCENTILE_METHOD names the method), seconds.
-    p50_s: float | None = None
-    p90_s: float | None = None
-    p99_s: float | None = None
-    percentile_method: str | None = None
-    # The median's interval and how the rounds ended (bench.timing.measure_step).
-    rounds_mode: str = "fixed"  # "fixed" or "adaptive"
-    stop_reason: str | None = None  # "fixed", "target", "max rounds", "max seconds"
-    ci_low_s: float | None = None  # the median's interval (ci_method), None where the rounds are too few
-    ci_high_s: float | None = None
-    ci_half_width: float | None = None  # relative to the median: 0.02 means ±2%
-    ci_target: float | None = None  # adaptive rounds stop once ci_half_width is at most this
-    ci_confidence: float | None = None
-    ci_method: str | None = None
-    timed_s: float | None = None  # wall seconds of the timed rounds
-    measure_s: float | None = None  # wall seconds after the first call: warm-up, timed rounds, plain loop
-    queries: dict | None = None  # serve_batch1: how its query count was sized (bench.stats.QuerySizing)
-    p99_ci_low_s: float | None = None  # serve_batch1: the p99's order-statistic interval
-    p99_ci_high_s: float | None = None
-    # Energy over the timed rounds, from a hardware counter read before and after them (bench.machine):
-    # NVML's total energy on GPU, RAPL on CPU. Never an estimate: None where no counter was readable.
-    energy_j_per_step: float | None = None
-    samples_per_joule: float | None = None
-    energy_source: str = "unavailable: not measured"  # the counter, or "unavailable: <why>"
-    # Data-parallel layouts (bench/parallel.py); on one device replicas is 1 and the rest None. There,
-    # samples_per_s is the global batch over slowest_replica_step_s.
-    replicas: int = 1
-    per_replica_batch: int | None = None
-    slowest_replica_step_s: float | None = None  # per step the slowest replica's time, then the median
-    rank_step_s: list | None = None  # each process's median step time, in rank order
-    reference_step_s: float | None = None  # one device, same process (rank 0), at reference_batch: median
-    reference_batch: int | None = None  # weak scaling: the per-replica batch; strong: the global batch
-    scaling_efficiency: float | None = None  # samples/s at N over N times the reference's samples/s
-    # Before the timing: equivalence_steps data-parallel steps against as many on one device (rank 0).
-    equivalence_steps: int | None = None
-    max_weight_diff_vs_one_device: float | None = None  # largest absolute difference of any weight
-    ranks_agree: bool | None = None  # every process's weights had the same checksums
+    rounds: Rounds = field(default_factory=Rounds)
+    tail: Tail | None = None  # None in files that predate it
+    interval: Interval | None = None
+    energy: Energy = field(default_factory=Energy)
+    serving: Serving | None = None  # serve_batch1 only
+    scaling: Scaling | None = None  # data-parallel layouts only
+    equivalence: Equivalence | None = None  # data-parallel layouts only
 
 
 @dataclass(frozen=True)
@@ -293,18 +396,18 @@ class Result:
         return self.metrics if isinstance(self.metrics, AccuracyMetrics) else None
 
     @property
-    def layout(self) -> dict:
+    def layout(self) -> ReplicaLayout:
         return self.context.layout
 
     @property
     def distributed(self) -> bool:
         """Whether it ran through a data-parallel engine (--devices / --processes), even at N = 1."""
-        return self.layout.get("engine") is not None
+        return self.layout.distributed
 
     @property
     def simulated(self) -> bool:
         """Several devices simulated on one CPU (host-platform devices, logical CPUs, processes sharing it)."""
-        return bool(self.layout.get("simulated"))
+        return self.layout.simulated
 
 
 @dataclass
@@ -429,8 +532,7 @@ def load(paths: Iterable[str | os.PathLike]) -> tuple[list[Run], list[str]]:
         if problem:
             warnings.append(f"{path}: skipped, {problem}")
             continue
-        if document["kerasbench"].get("schema_version") == 1:
-            document = upgrade_v1(document)
+        document = upgrade(document)
         try:
             runs.append(_parse_run(path, document))
         except SchemaError as exc:
@@ -467,8 +569,9 @@ def _not_ours(document: Any) -> str | None:
     if not isinstance(block, dict):
         return "not a kerasbench result (no 'kerasbench' block)"
     version = block.get("schema_version")
-    if version not in (1, SCHEMA_VERSION):
-        return f"schema_version {version!r}, this kerasbench reads 1 and {SCHEMA_VERSION}"
+    readable = (*UPGRADERS, SCHEMA_VERSION)
+    if version not in readable:
+        return f"schema_version {version!r}, this kerasbench reads {', '.join(map(str, readable))}"
     return None
 
 
@@ -510,28 +613,58 @@ def _keys(value: Any, where: str) -> dict:
 
 
 def _build(cls: type, data: dict, where: str) -> Any:
-    """``cls(**data)`` for the dataclass's fields; a field without a default must be present."""
+    """``cls(**data)`` for the dataclass's fields, nested records built the same way; a field without a
+    default must be present. Keys the record does not know are ignored."""
     if not isinstance(data, dict):
         raise SchemaError(f"{where} is not an object")
+    nested = _nested_records(cls)
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
-            values[f.name] = tuple(data[f.name]) if f.name == "data" else data[f.name]
+            value = data[f.name]
+            if f.name in nested and value is not None:
+                value = _build(nested[f.name], value, f"{where}.{f.name}")
+            values[f.name] = tuple(value) if f.name == "data" else value
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise SchemaError(f"{where}: missing key {f.name!r}")
     return cls(**values)
 
 
-# ------------------------------------------------------------------------------------- schema 1 files
+@functools.cache
+def _nested_records(cls: type) -> dict[str, type]:
+    """The fields of ``cls`` that hold a record (or None): field name -> the record's class."""
+    hints = typing.get_type_hints(cls)
+    found = {}
+    for f in dataclasses.fields(cls):
+        records = [t for t in (typing.get_args(hints[f.name]) or (hints[f.name],)) if dataclasses.is_dataclass(t)]
+        if records:
+            found[f.name] = records[0]
+    return found
 
+
+# ------------------------------------------------------------------------------------- older schemas
+# Each upgrader takes a document of its schema to the next one, never to the current one directly,
+# so that it describes a frozen schema: the keys it reads are spelled out here, not taken from the
+# records above, which move on.
+
+_V2_CONTEXT = ("backend", "backend_version", "keras", "device", "device_name", "profile", "variant",
+               "dataset_requested", "device_requested", "batch_size", "maxlen", "epochs", "threads", "seed",
+               "model_config", "dataset", "jit_compile", "lstm_kernel", "memory", "lstm_kernel_observed",
+               "lstm_kernel_check", "lstm_kernel_family", "runtime", "layout")
+_V2_STEP = ("staged_batches", "first_step_s", "samples_per_s", "plain_loop_median_s", "harness_vs_plain",
+            "implementation", "native_kernel", "p50_s", "p90_s", "p99_s", "percentile_method", "rounds_mode",
+            "stop_reason", "ci_low_s", "ci_high_s", "ci_half_width", "ci_target", "ci_confidence", "ci_method",
+            "timed_s", "measure_s", "queries", "p99_ci_low_s", "p99_ci_high_s", "energy_j_per_step",
+            "samples_per_joule", "energy_source", "replicas", "per_replica_batch", "slowest_replica_step_s",
+            "rank_step_s", "reference_step_s", "reference_batch", "scaling_efficiency", "equivalence_steps",
+            "max_weight_diff_vs_one_device", "ranks_agree")
+_V2_ACCURACY = ("status", "history", "final_val_accuracy", "target_accuracy", "time_to_accuracy_s",
+                "train_samples_used", "val_samples_used", "first_epoch_s")
 _V1_MEMORY = ("host_rss_growth_mib", "host_peak_rss_mib", "device_peak_mib", "device_peak_scope")
 
 
 def upgrade_v1(document: dict) -> dict:
     """A schema-1 document (flat extra_info, kind in the test name) in schema 2's layout."""
-    step_fields = {f.name for f in dataclasses.fields(StepMetrics)}
-    accuracy_fields = {f.name for f in dataclasses.fields(AccuracyMetrics)}
-    context_fields = {f.name for f in dataclasses.fields(Context)}
     benchmarks = []
     for bench in document["benchmarks"]:
         info = dict(bench.get("extra_info") or {})
@@ -539,11 +672,85 @@ def upgrade_v1(document: dict) -> dict:
             continue  # schema 1 kept benchmarks that failed before recording: nothing to report
         kind = str(bench["name"]).split("[", 1)[0].removeprefix("test_")
         backend = info.get("backend")
-        context = {k: v for k, v in info.items() if k in context_fields}
+        context = {k: v for k, v in info.items() if k in _V2_CONTEXT}
         context["backend_version"] = info.get(backend)
         context["memory"] = {k: info[k] for k in _V1_MEMORY if k in info}
-        wanted = accuracy_fields if kind == "accuracy" else step_fields
+        wanted = _V2_ACCURACY if kind == "accuracy" else _V2_STEP
         metrics = {k: v for k, v in info.items() if k in wanted}
         benchmarks.append({**bench, "extra_info": {"kind": kind, "context": context, "metrics": metrics}})
-    block = {**document["kerasbench"], "schema_version": SCHEMA_VERSION}
-    return {**document, "benchmarks": benchmarks, "kerasbench": block}
+    return {**document, "benchmarks": benchmarks, "kerasbench": {**document["kerasbench"], "schema_version": 2}}
+
+
+# Schema 2's flat StepMetrics keys, by the schema-3 record that holds them: {record: {old key: new field}}.
+# A record that may be absent is made when its marker key (first) holds a value.
+_V2_STEP_GROUPS: dict[str, dict[str, str]] = {
+    "rounds": {"rounds_mode": "mode", "stop_reason": "stop_reason", "timed_s": "timed_s", "measure_s": "measure_s"},
+    "tail": {"p99_s": "p99_s", "p50_s": "p50_s", "p90_s": "p90_s", "percentile_method": "method"},
+    "interval": {"ci_confidence": "confidence", "ci_method": "method", "ci_low_s": "low_s", "ci_high_s": "high_s",
+                 "ci_half_width": "half_width", "ci_target": "target"},
+    "energy": {"energy_source": "source", "energy_j_per_step": "j_per_step", "samples_per_joule": "samples_per_joule"},
+    "serving": {"queries": "queries", "p99_ci_low_s": "p99_low_s", "p99_ci_high_s": "p99_high_s"},
+    "scaling": {"slowest_replica_step_s": "slowest_replica_step_s", "rank_step_s": "rank_step_s",
+                "reference_batch": "reference_batch", "reference_step_s": "reference_step_s",
+                "scaling_efficiency": "efficiency"},
+    "equivalence": {"equivalence_steps": "steps", "ranks_agree": "ranks_agree",
+                    "max_weight_diff_vs_one_device": "max_weight_diff_vs_one_device"},
+}
+_V2_ALWAYS = ("rounds", "energy")  # records every schema-3 step benchmark has (their fields have defaults)
+# Schema 2 kept these twice, in the metrics and in the layout; schema 3 keeps the layout's.
+_V2_DUPLICATES = ("replicas", "per_replica_batch")
+_V2_KERNEL = {"lstm_kernel": "name", "lstm_kernel_observed": "observed", "lstm_kernel_check": "check",
+              "lstm_kernel_family": "family"}
+
+
+def upgrade_v2(document: dict) -> dict:
+    """A schema-2 document (flat StepMetrics, dict layout and memory) in schema 3's nested records.
+
+    What is not shaped as schema 2 is left as it is, for the parser to name.
+    """
+    benchmarks = []
+    for bench in document["benchmarks"]:
+        extra = bench.get("extra_info") if isinstance(bench, dict) else None
+        if isinstance(extra, dict):
+            extra = dict(extra)
+            if isinstance(extra.get("context"), dict):
+                extra["context"] = _v2_context(extra["context"])
+            if isinstance(extra.get("metrics"), dict) and extra.get("kind") != "accuracy":
+                extra["metrics"] = _v2_step(extra["metrics"])
+            bench = {**bench, "extra_info": extra}
+        benchmarks.append(bench)
+    return {**document, "benchmarks": benchmarks, "kerasbench": {**document["kerasbench"], "schema_version": 3}}
+
+
+def _v2_context(context: dict) -> dict:
+    upgraded = {k: v for k, v in context.items() if k not in _V2_KERNEL}
+    if "lstm_kernel" in context:
+        upgraded["kernel"] = {new: context[old] for old, new in _V2_KERNEL.items() if old in context}
+    return upgraded
+
+
+def _v2_step(metrics: dict) -> dict:
+    grouped = {key for keys in _V2_STEP_GROUPS.values() for key in keys}
+    upgraded = {k: v for k, v in metrics.items() if k not in grouped and k not in _V2_DUPLICATES}
+    for record, keys in _V2_STEP_GROUPS.items():
+        if record not in _V2_ALWAYS and metrics.get(next(iter(keys))) is None:
+            continue
+        upgraded[record] = {new: metrics[old] for old, new in keys.items() if old in metrics}
+    serving = upgraded.get("serving")
+    if serving is not None and isinstance(serving.get("queries"), dict):  # schema 2: stats.QuerySizing as a dict
+        sizing = serving.pop("queries")
+        serving.update({k: sizing[k] for k in ("queries", "percentile", "margin", "confidence") if k in sizing},
+                       sizing_method=sizing.get("method"))
+    return upgraded
+
+
+UPGRADERS = {1: upgrade_v1, 2: upgrade_v2}  # schema version -> the upgrader to the next one
+
+
+def upgrade(document: dict) -> dict:
+    """A readable document of any schema in the current one, through each upgrader in turn."""
+    version = document["kerasbench"].get("schema_version")
+    while version in UPGRADERS:
+        document = UPGRADERS[version](document)
+        version = document["kerasbench"]["schema_version"]
+    return document

@@ -12,15 +12,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bench import profiles
 from bench.results import Result
 from bench.tables import MISSING
 
-SWEEP_PROFILE = "sweep"
 SATURATION_GAIN = 0.10  # throughput "stops growing" once the next batch size adds less than this
 
 
 def is_sweep(result: Result) -> bool:
-    return result.context.profile == SWEEP_PROFILE
+    """Whether ``result`` is a sweep point (its profile decides: ``Profile.sweep``)."""
+    return profiles.is_sweep(result.context.profile)
 
 
 def series(results: Sequence[Result], kind: str, axis: str) -> dict[str, dict[int, Result]]:

@@ -87,7 +87,7 @@ def _tail_ms(members: Sequence[Result]) -> tuple[float, float, float] | None:
     if rounds and len(rounds) == len(members):
         tail = stats.percentiles([t for data in rounds for t in data])
         return tail["p50"] * 1e3, tail["p90"] * 1e3, tail["p99"] * 1e3
-    recorded = [(r.step.p50_s, r.step.p90_s, r.step.p99_s) for r in members if r.step and r.step.p99_s is not None]
+    recorded = [(r.step.tail.p50_s, r.step.tail.p90_s, r.step.tail.p99_s) for r in members if r.step and r.step.tail]
     if not recorded:
         return None  # older files: neither the rounds nor their percentiles
     return tuple(float(np.median(column)) * 1e3 for column in zip(*recorded, strict=True))

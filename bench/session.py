@@ -108,15 +108,14 @@ class Session:
         spied, memory = adapter.take_lstm_paths(), adapter.memory_stats(memory_baseline)  # before the cross-check
         if "lstm_kernel" in context:  # a native reference names its own kernel; the Keras model's is not its
             why = "not checked: a native reference names its own kernel"
-            kernel = {"lstm_kernel_observed": why, "lstm_kernel_check": why,
-                      "lstm_kernel_family": backends.kernel_family(context["lstm_kernel"])}
+            name = context.pop("lstm_kernel")
+            kernel = results.Kernel(name, observed=why, check=why, family=backends.kernel_family(name))
         else:
             key = (batch_size, maxlen, spied)
             if key not in self.kernel_checks:  # outside any timed region; once per shape and label
                 self.kernel_checks[key] = adapter.kernel_cross_check(model, imdb.x_test[:batch_size, -maxlen:], spied)
             check = self.kernel_checks[key]
-            kernel = {"lstm_kernel_observed": check.observed, "lstm_kernel_check": check.verdict,
-                      "lstm_kernel_family": check.family}
+            kernel = results.Kernel(spied, observed=check.observed, check=check.verdict, family=check.family)
         fields = dict(
             backend=adapter.name, backend_version=versions[adapter.name], keras=versions["keras"],
             device=adapter.device.kind, device_name=adapter.device.name, profile=described["profile"],
@@ -124,7 +123,7 @@ class Session:
             device_requested=described["device_requested"], batch_size=batch_size, maxlen=maxlen,
             epochs=described["epochs"], threads=described["threads"], seed=seed,
             model_config=described["model_config"], dataset=imdb.info(),
-            jit_compile=adapter.resolved_jit_compile(model), lstm_kernel=spied, memory=memory, **kernel,
+            jit_compile=adapter.resolved_jit_compile(model), kernel=kernel, memory=results.Memory(**memory),
             runtime=adapter.runtime_settings(),
         )
         entry = results.Record(kind, results.Context(**{**fields, **context}), metrics)

@@ -11,11 +11,12 @@ import dataclasses
 import pytest
 
 from bench import stats, timing
+from bench.results import Serving
 
 
 def test_serve_batch1(benchmark, target, model, imdb, settings, record):
     p = settings.profile
-    if not p.step_benchmarks or p.sweep_batch_sizes or p.sweep_maxlens:
+    if not p.step_benchmarks or p.sweep:
         pytest.skip(f"the {p.name} profile does not time serving (the sweep times batch 1 as one of its points)")
     sizing = stats.queries_for_percentile(p.serve_percentile, p.serve_margin)
     shape = (1, settings.model.maxlen)
@@ -25,5 +26,7 @@ def test_serve_batch1(benchmark, target, model, imdb, settings, record):
                                 staged_batches=p.staged_batches, plain_rounds=min(sizing.queries, p.predict_rounds))
     times = benchmark.stats.stats.data
     low, high = stats.quantile_interval(times, 0.99, sizing.confidence)  # None where too few queries (smoke)
-    metrics = dataclasses.replace(metrics, queries=dataclasses.asdict(sizing), p99_ci_low_s=low, p99_ci_high_s=high)
+    serving = Serving(queries=sizing.queries, percentile=sizing.percentile, margin=sizing.margin,
+                      confidence=sizing.confidence, sizing_method=sizing.method, p99_low_s=low, p99_high_s=high)
+    metrics = dataclasses.replace(metrics, serving=serving)
     record(benchmark, "serve_batch1", metrics, model=model, shape=shape)

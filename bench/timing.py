@@ -20,7 +20,7 @@ import numpy as np
 
 from bench import backends, machine, stats
 from bench.profiles import AdaptiveRounds
-from bench.results import StepMetrics
+from bench.results import Interval, Rounds, StepMetrics, Tail
 
 
 def stage_batches(x: np.ndarray, y: np.ndarray, batch_size: int, count: int) -> list[tuple[Any, Any]]:
@@ -111,10 +111,10 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
     plain_median = float(np.median(np.concatenate([before, after])))
     return StepMetrics(staged_batches=staged_batches, first_step_s=first_step_s, samples_per_s=batch_size / median,
                        plain_loop_median_s=plain_median, harness_vs_plain=median / plain_median,
-                       **round_statistics(benchmark.stats.stats.data, adaptive), stop_reason=stop_reason,
-                       timed_s=timed_s, measure_s=measure_s,
-                       **machine.energy_per_step(meter, energy_start, energy_end,
-                                                 steps=len(benchmark.stats.stats.data), batch_size=batch_size))
+                       rounds=Rounds("adaptive" if adaptive else "fixed", stop_reason, timed_s, measure_s),
+                       **round_statistics(benchmark.stats.stats.data, adaptive),
+                       energy=machine.energy_per_step(meter, energy_start, energy_end,
+                                                      steps=len(benchmark.stats.stats.data), batch_size=batch_size))
 
 
 def timed_rounds(benchmark: Any, step: Callable[[], Any], rounds: int, adaptive: AdaptiveRounds | None) -> str:
@@ -166,16 +166,16 @@ def timed_rounds(benchmark: Any, step: Callable[[], Any], rounds: int, adaptive:
         metadata.update(duration)
 
 
-def round_statistics(times: Any, adaptive: AdaptiveRounds | None = None) -> dict:
-    """The rounds' p50/p90/p99 and the median's interval, as StepMetrics fields (bench.stats does the work)."""
+def round_statistics(times: Any, adaptive: AdaptiveRounds | None = None) -> dict[str, Tail | Interval]:
+    """The rounds' p50/p90/p99 and the median's interval: StepMetrics' ``tail`` and ``interval`` (bench.stats
+    does the work)."""
     tail = stats.percentiles(times)
     confidence = adaptive.confidence if adaptive else stats.DEFAULT_CONFIDENCE
     low, high = stats.quantile_interval(times, 0.5, confidence)
-    return {"p50_s": tail["p50"], "p90_s": tail["p90"], "p99_s": tail["p99"],
-            "percentile_method": stats.PERCENTILE_METHOD, "rounds_mode": "adaptive" if adaptive else "fixed",
-            "ci_low_s": low, "ci_high_s": high, "ci_half_width": stats.median_half_width(times, confidence),
-            "ci_target": adaptive.target if adaptive else None, "ci_confidence": confidence,
-            "ci_method": stats.QUANTILE_CI_METHOD}
+    return {"tail": Tail(tail["p50"], tail["p90"], tail["p99"], stats.PERCENTILE_METHOD),
+            "interval": Interval(confidence, stats.QUANTILE_CI_METHOD, low_s=low, high_s=high,
+                                 half_width=stats.median_half_width(times, confidence),
+                                 target=adaptive.target if adaptive else None)}
 
 
 def bench_step(benchmark: Any, make_step: Callable[[list], Callable[[], Any]], x: np.ndarray, y: np.ndarray,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import results
-from bench.results import AccuracyMetrics, Context, Record, RunInfo, StepMetrics
+from bench.results import AccuracyMetrics, Context, Kernel, Memory, Record, RunInfo, StepMetrics
 
 KINDS = ("train_step", "predict_step", "accuracy")
 
@@ -56,7 +56,7 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
         profile=profile, variant="default", dataset_requested=dataset, device_requested="auto",
         batch_size=batch_size, maxlen=maxlen, epochs=1, threads=2, seed=1337, model_config={},
         dataset={"source": dataset, "train_samples": 5000, "test_samples": 2000, "maxlen": maxlen},
-        jit_compile=True, lstm_kernel="generic (lax.scan)", memory={"host_rss_growth_mib": 1.0},
+        jit_compile=True, kernel=Kernel("generic (lax.scan)"), memory=Memory(host_rss_growth_mib=1.0),
     )
     if history is None and accuracy is not None:
         history = [{"epoch": 1, "seconds": epoch[0], "loss": 0.5, "accuracy": accuracy, "val_loss": 0.5,

@@ -114,9 +114,9 @@ def test_ab_runs_each_commit_with_its_own_code_interleaved_and_compares(tmp_path
         found[side] = run
     assert found["base"].info.run_id != found["head"].info.run_id
     [serve] = found["head"].results
-    assert serve.kind == "serve_batch1" and serve.step.stop_reason == "fixed"
-    assert serve.context.batch_size == 1 and serve.stats.rounds == serve.step.queries["queries"]
-    assert serve.step.p50_s <= serve.step.p90_s <= serve.step.p99_s
+    assert serve.kind == "serve_batch1" and serve.step.rounds.stop_reason == "fixed"
+    assert serve.context.batch_size == 1 and serve.stats.rounds == serve.step.serving.queries
+    assert serve.step.tail.p50_s <= serve.step.tail.p90_s <= serve.step.tail.p99_s
     assert found["head"].info.fingerprint["usable_cores"] >= 1
     assert git(repo, "worktree", "list").count("\n") == 0  # the worktrees are gone
 

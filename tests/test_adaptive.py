@@ -91,14 +91,15 @@ def test_fixed_rounds_are_one_pedantic_call(monkeypatch):
 
 def test_round_statistics_name_their_methods():
     times = list(np.random.default_rng(0).lognormal(np.log(0.1), 0.05, 200))
-    fields = timing.round_statistics(times, AdaptiveRounds(target=0.02))
-    np.testing.assert_allclose([fields["p50_s"], fields["p90_s"], fields["p99_s"]],
-                               np.percentile(times, [50, 90, 99]))
-    assert fields["p50_s"] <= fields["p90_s"] <= fields["p99_s"]
-    assert fields["ci_low_s"] < fields["p50_s"] < fields["ci_high_s"]
-    assert fields["rounds_mode"] == "adaptive" and fields["ci_target"] == 0.02
-    assert "quantile_test" in fields["ci_method"] and "numpy.percentile" in fields["percentile_method"]
-    assert timing.round_statistics(times[:5])["ci_low_s"] is None  # 5 rounds give no 95% interval of the median
+    found = timing.round_statistics(times, AdaptiveRounds(target=0.02))
+    tail, interval = found["tail"], found["interval"]
+    np.testing.assert_allclose([tail.p50_s, tail.p90_s, tail.p99_s], np.percentile(times, [50, 90, 99]))
+    assert tail.p50_s <= tail.p90_s <= tail.p99_s
+    assert interval.low_s < tail.p50_s < interval.high_s
+    assert interval.target == 0.02 and timing.round_statistics(times)["interval"].target is None
+    assert "quantile_test" in interval.method and "numpy.percentile" in tail.method
+    # 5 rounds give no 95% interval of the median
+    assert timing.round_statistics(times[:5])["interval"].low_s is None
 
 
 def test_adaptive_rounds_through_the_real_pytest_benchmark_fixture(benchmark):
@@ -109,10 +110,10 @@ def test_adaptive_rounds_through_the_real_pytest_benchmark_fixture(benchmark):
                                   staged_batches=1, adaptive=adaptive)
     rounds = benchmark.stats.stats.rounds
     assert 10 <= rounds <= 40 and len(benchmark.stats.stats.data) == rounds
-    assert metrics.stop_reason in {"target", "max rounds", "max seconds"}
-    if metrics.stop_reason == "target":
-        assert metrics.ci_half_width <= 0.5 and rounds % 5 == 0
-    assert metrics.rounds_mode == "adaptive" and metrics.timed_s <= metrics.measure_s
+    assert metrics.rounds.stop_reason in {"target", "max rounds", "max seconds"}
+    if metrics.rounds.stop_reason == "target":
+        assert metrics.interval.half_width <= 0.5 and rounds % 5 == 0
+    assert metrics.rounds.mode == "adaptive" and metrics.rounds.timed_s <= metrics.rounds.measure_s
 
 
 def test_profiles_and_the_rounds_option():

@@ -56,7 +56,7 @@ def test_step_benchmarks_record_stats_and_context(tiny_run):
     c, m = train.context, train.step
     assert c.backend == selected_backend() and c.keras and c.backend_version and c.device_name
     assert (c.profile, c.batch_size, c.maxlen) == ("smoke", 32, 20)
-    assert c.lstm_kernel != "unknown" and "host_rss_growth_mib" in c.memory
+    assert c.kernel.name != "unknown" and c.memory.host_rss_growth_mib is not None
     assert c.dataset["source"] == "synthetic" and c.dataset["train_samples"] == 64
     assert m.implementation == "keras" and m.staged_batches == 2
     assert m.samples_per_s == pytest.approx(32 / step["stats"]["median"])

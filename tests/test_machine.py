@@ -46,9 +46,9 @@ def test_rapl_sums_the_packages_and_undoes_a_wrap(tmp_path):
     end = meter.read()
     assert meter.joules(start, end) == pytest.approx((1_000_000 - 990_000 + 40_000 + 250_000) / 1e6)
     found = machine.energy_per_step(meter, start, end, steps=10, batch_size=32)
-    assert found["energy_j_per_step"] == pytest.approx(0.03)
-    assert found["samples_per_joule"] == pytest.approx(32 / 0.03)
-    assert found["energy_source"] == meter.source
+    assert found.j_per_step == pytest.approx(0.03)
+    assert found.samples_per_joule == pytest.approx(32 / 0.03)
+    assert found.source == meter.source
 
 
 def test_rapl_without_packages_or_readable_counters_says_why(tmp_path):
@@ -58,22 +58,22 @@ def test_rapl_without_packages_or_readable_counters_says_why(tmp_path):
     (folder / "energy_uj").mkdir()  # unreadable as a file (root reads any file, so no chmod here)
     meter = machine.rapl_meter(tmp_path)
     assert meter.source.startswith("unavailable: RAPL counters unreadable")
-    assert machine.energy_per_step(meter, meter.read(), meter.read(), steps=3, batch_size=8) == {
-        "energy_j_per_step": None, "samples_per_joule": None, "energy_source": meter.source}
+    assert machine.energy_per_step(meter, meter.read(), meter.read(), steps=3, batch_size=8) == results.Energy(
+        source=meter.source, j_per_step=None, samples_per_joule=None)
 
 
 def test_a_counter_that_did_not_advance_gives_no_figure(tmp_path):
     zone(tmp_path, "intel-rapl:0", "package-0", 500)
     meter = machine.rapl_meter(tmp_path)
     found = machine.energy_per_step(meter, meter.read(), meter.read(), steps=5, batch_size=8)
-    assert found["energy_j_per_step"] is None and found["energy_source"].startswith("unavailable: RAPL")
+    assert found.j_per_step is None and found.source.startswith("unavailable: RAPL")
 
 
 @pytest.mark.skipif(any(machine.RAPL_ROOT.glob("intel-rapl:*")), reason="this machine exposes RAPL")
 def test_energy_is_unavailable_on_this_machine():
     meter = machine.energy_meter("cpu")
     assert meter.source.startswith("unavailable: ") and meter.read() is None
-    assert machine.energy_per_step(meter, None, None, steps=3, batch_size=8)["energy_j_per_step"] is None
+    assert machine.energy_per_step(meter, None, None, steps=3, batch_size=8).j_per_step is None
 
 
 class SteppingMeter(machine.EnergyMeter):
@@ -118,8 +118,8 @@ def test_measure_step_reads_the_counter_around_the_timed_rounds_only(monkeypatch
 
     metrics = timing.measure_step(FakeBenchmark(), step, rounds=4, warmup_rounds=1, batch_size=16, staged_batches=1)
     assert meter.reads == 2  # once before the timed rounds, once after
-    assert metrics.energy_j_per_step == pytest.approx(6.0 / 4) and metrics.energy_source == "test counter"
-    assert metrics.samples_per_joule == pytest.approx(16 / 1.5)
+    assert metrics.energy.j_per_step == pytest.approx(6.0 / 4) and metrics.energy.source == "test counter"
+    assert metrics.energy.samples_per_joule == pytest.approx(16 / 1.5)
 
 
 # ------------------------------------------------------------------------------------------- NVML

@@ -122,6 +122,14 @@ def test_sweep_points_vary_one_axis_at_a_time():
     assert len(points) == len(set(points))
 
 
+def test_the_sweep_is_decided_by_the_profile_table():
+    from bench.profiles import PROFILES, is_sweep
+
+    assert [name for name, p in PROFILES.items() if p.sweep] == ["sweep"]
+    assert all(p.accuracy is not p.sweep for p in PROFILES.values())  # a sweep times steps only
+    assert is_sweep("sweep") and not is_sweep("quick") and not is_sweep("a profile since removed")
+
+
 def test_variants_are_model_overrides():
     from bench.variants import VARIANTS
     from model import DEFAULT_CONFIG

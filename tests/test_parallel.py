@@ -8,6 +8,7 @@ run, one of them killed mid-run). Every launched process is stopped in a ``final
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -182,24 +183,26 @@ def layout_document(layout: str, efficiency: float, *, simulated: bool = True, s
     document = make_result("jax", kinds=("train_step",), train=train, batch_size=32 * n)
     bench = document["benchmarks"][0]
     bench["name"] = bench["name"].replace("]", f"-{layout}]")
-    bench["extra_info"]["context"]["layout"] = {
-        "engine": "keras.distribution.DataParallel", "mode": mode, "replicas": n, "processes": 1 if mode == "devices"
-        else n, "scaling": scaling, "per_replica_batch": 32, "global_batch": 32 * n, "simulated": simulated,
-        "simulated_why": "2 XLA host-platform devices share 2 cores" if simulated else None,
-    }
-    bench["extra_info"]["metrics"].update(
-        replicas=n, per_replica_batch=32, slowest_replica_step_s=train[0], samples_per_s=32 * n / train[0],
-        rank_step_s=[train[0]] * (n if mode == "processes" else 1), reference_step_s=train[0] * n * efficiency / n,
-        reference_batch=32, scaling_efficiency=efficiency, equivalence_steps=2, max_weight_diff_vs_one_device=3e-8,
-        ranks_agree=True)
+    bench["extra_info"]["context"]["layout"] = dataclasses.asdict(results.ReplicaLayout(
+        engine="keras.distribution.DataParallel", mode=mode, replicas=n, processes=1 if mode == "devices" else n,
+        scaling=scaling, per_replica_batch=32, global_batch=32 * n, simulated=simulated,
+        simulated_why="2 XLA host-platform devices share 2 cores" if simulated else None,
+    ))
+    ranks = n if mode == "processes" else 1
+    scaled = results.Scaling(slowest_replica_step_s=train[0], rank_step_s=[train[0]] * ranks, reference_batch=32,
+                             reference_step_s=train[0] * n * efficiency / n, efficiency=efficiency)
+    equivalence = results.Equivalence(steps=2, ranks_agree=True, max_weight_diff_vs_one_device=3e-8)
+    bench["extra_info"]["metrics"].update(samples_per_s=32 * n / train[0], scaling=dataclasses.asdict(scaled),
+                                          equivalence=dataclasses.asdict(equivalence))
     return document
 
 
 def test_files_without_a_layout_read_as_one_device(tmp_path):
     write_result(tmp_path, make_result("jax", kinds=("train_step",)))
     [result] = results.results_of(results.load([tmp_path])[0])
-    assert result.layout == results.single_device_layout()
-    assert not result.distributed and not result.simulated and result.step.replicas == 1
+    assert result.layout == results.ReplicaLayout() and result.layout.name == "single"
+    assert not result.distributed and not result.simulated and result.layout.replicas == 1
+    assert result.step.scaling is None and result.step.equivalence is None
 
 
 def test_report_shows_scaling_apart_and_labels_simulated_devices(tmp_path):
@@ -219,6 +222,15 @@ def test_report_shows_scaling_apart_and_labels_simulated_devices(tmp_path):
     assert efficiency == ["", "0.5", "0.8"]
     written = plots.plot(found, tmp_path / "plots")
     assert tmp_path / "plots" / "data_parallel_efficiency.png" in written
+
+
+def test_the_engine_describes_a_layout_the_record_takes_as_it_is():
+    engine = parallel.DataParallel(parallel.Layout(devices=2, scaling="strong"))
+    layout = engine.context(32)["layout"]
+    assert isinstance(layout, results.ReplicaLayout) and layout.name == "dp2" and layout.distributed
+    assert (layout.per_replica_batch, layout.global_batch, layout.scaling) == (16, 32, "strong")
+    assert parallel.Layout(devices=2).suffix == f"-{layout.name}"  # benchmark ids and records spell it alike
+    assert parallel.Engine().context(32) == {}  # one device: the record's default layout
 
 
 def test_compare_never_pairs_simulated_with_real_devices(tmp_path):
@@ -281,11 +293,12 @@ def test_two_processes_train_like_one_device_and_a_killed_rank_fails_the_run(tmp
     # on the dead peer and pytest ends with a failed benchmark (exit 1): never a clean finish.
     assert not run.info.finished or run.info.exitstatus not in (0, None)
     [step] = [r for r in run.results if r.kind == "train_step"]
-    assert step.name.endswith("-mp2]") and step.simulated and step.layout["processes"] == 2
-    assert len(step.step.rank_step_s) == 2 and step.step.scaling_efficiency > 0
-    assert step.step.ranks_agree and step.step.max_weight_diff_vs_one_device < TOLERANCE
-    if "keras_train_function" in step.layout:  # TensorFlow: our multi-worker step exists only because Keras's fails
-        assert step.layout["keras_train_function"].startswith("fails: ValueError"), (
+    assert step.name.endswith("-mp2]") and step.simulated and step.layout.processes == 2
+    assert step.layout.name == "mp2"
+    assert len(step.step.scaling.rank_step_s) == 2 and step.step.scaling.efficiency > 0
+    assert step.step.equivalence.ranks_agree and step.step.equivalence.max_weight_diff_vs_one_device < TOLERANCE
+    if step.layout.keras_train_function:  # TensorFlow: our multi-worker step exists only because Keras's fails
+        assert step.layout.keras_train_function.startswith("fails: ValueError"), (
             "Keras's own train_function now runs under MultiWorkerMirroredStrategy: use it in "
             "TensorFlowDataParallel instead of model.train_step under strategy.run")
 

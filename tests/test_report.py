@@ -230,4 +230,4 @@ def test_schema_1_files_are_upgraded_as_they_are_read():
     found = results.results_of(runs)
     assert {r.kind for r in found} >= {"train_step", "predict_step", "accuracy", "native_train_step"}
     torch_train = next(r for r in found if r.name == "test_train_step[torch-cpu]")
-    assert torch_train.context.backend_version == "2.13.0+cpu" and torch_train.context.memory["host_peak_rss_mib"] > 0
+    assert torch_train.context.backend_version == "2.13.0+cpu" and torch_train.context.memory.host_peak_rss_mib > 0

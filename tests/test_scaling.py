@@ -23,6 +23,13 @@ def sweep_rows(tmp_path, backend="jax", per_sample_ms=1.0, overhead_ms=10.0, per
     return results.results_of(runs)
 
 
+def test_sweep_points_are_the_results_of_a_sweep_profile(tmp_path):
+    write_result(tmp_path, make_result("jax", kinds=("train_step",)), name="quick.json")
+    rows = sweep_rows(tmp_path)
+    assert [r.context.profile for r in rows if not scaling.is_sweep(r)] == ["quick"]
+    assert all(r.context.profile == "sweep" for r in rows if scaling.is_sweep(r))
+
+
 def test_growth_per_100_timesteps_is_the_fitted_slope(tmp_path):
     rows = sweep_rows(tmp_path, per_step_ms=0.2)
     series = scaling.series(rows, "train_step", "maxlen")
