@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from bench import backends, machine, parallel, results, training
+from bench import backends, energy, fingerprint, gpu, parallel, results, training
 from bench import settings as run_settings
 from bench.data import Dataset, DataSourceError, load_imdb
 from bench.variants import check_supported, runtime_switches
@@ -37,7 +37,7 @@ class RunState:
     commit_info: dict | None = None
     unrecorded: list[str] = field(default_factory=list)
     terminated: bool = False  # a SIGTERM arrived
-    gpu_watch: machine.GpuWatch | None = None  # NVML's view of the GPU this run measures on (GPU runs only)
+    gpu_watch: gpu.GpuWatch | None = None  # NVML's view of the GPU this run measures on (GPU runs only)
     # The LSTM kernel cross-check per (batch size, maxlen, spy label): the program is the same for each.
     kernel_checks: dict = field(default_factory=dict)
     engine: parallel.Engine = field(default_factory=parallel.Engine)  # --devices/--processes: its data-parallel engine
@@ -88,7 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
             parallel.die_with_launcher()
         backends.prepare_environment(settings.device)
         # NVML's view before the backend touches the GPU: any compute process on it then is someone else's.
-        watch = machine.GpuWatch() if settings.device != "cpu" else None
+        watch = gpu.GpuWatch() if settings.device != "cpu" else None
         engines: list[parallel.Engine] = []
 
         def start_engine(adapter: backends.Adapter) -> None:  # before the backend starts: devices, process group
@@ -138,8 +138,8 @@ def _launch_ranks(config: pytest.Config, settings: run_settings.RunSettings) -> 
     pytest.exit(f"kerasbench: all {world} ranks finished; rank 0 wrote the results", returncode=pytest.ExitCode.OK)
 
 
-def _check_gpu_neighbours(config: pytest.Config, watch: machine.GpuWatch | None,
-                          settings: run_settings.RunSettings) -> machine.GpuWatch | None:
+def _check_gpu_neighbours(config: pytest.Config, watch: gpu.GpuWatch | None,
+                          settings: run_settings.RunSettings) -> gpu.GpuWatch | None:
     """Warn (with --strict-gpu: refuse) when other processes use the GPU this run measures on."""
     if watch is None:
         return None
@@ -149,7 +149,7 @@ def _check_gpu_neighbours(config: pytest.Config, watch: machine.GpuWatch | None,
     elif isinstance(watch.others_before, str):
         problem = f"cannot see which other processes use the GPU: {watch.others_before}"
     elif watch.others_before:
-        problem = machine.other_processes_message(watch.others_before)
+        problem = gpu.other_processes_message(watch.others_before)
     if problem and settings.strict_gpu:
         raise pytest.UsageError(f"--strict-gpu: {problem}")
     if problem:
@@ -398,10 +398,11 @@ def _save(config: pytest.Config, *, finished: bool, exitstatus: int | None) -> N
     run = results.RunInfo.now(
         backend=state.adapter.name, device=state.adapter.device.as_dict(), settings=state.settings.describe(),
         started=state.started, finished=finished, exitstatus=exitstatus, unrecorded=state.unrecorded,
-        **_repeat_of_run(), fingerprint=machine.fingerprint(
+        **_repeat_of_run(), fingerprint=fingerprint.fingerprint(
             backend=state.adapter.name, versions=state.adapter.versions(), device=state.adapter.device.as_dict(),
             threads=state.settings.threads),
-        device_facts=machine.device_facts(state.adapter, state.gpu_watch),
+        device_facts=gpu.device_facts(state.adapter, state.gpu_watch,
+                                      energy.energy_meter(state.adapter.device.kind).source),
     )
     if state.path is None:
         state.path = results.result_path(state.settings.results_dir, state.label, state.settings.profile.name,
