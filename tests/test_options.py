@@ -166,7 +166,8 @@ def test_a_usage_error_is_one_line_and_exit_2(tmp_path, capsys):
     from bench.commands import main
 
     assert main(["report", str(tmp_path)]) == 2
-    assert capsys.readouterr().err == f"python -m bench report: error: no readable results in {tmp_path}\n"
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: ") and error == f"python -m bench report: error: no readable results in {tmp_path}"
     with pytest.raises(SystemExit) as refused:
         main(["report", str(tmp_path), "--", "-k", "x"])
     assert refused.value.code == 2 and "report takes no pytest options after --" in capsys.readouterr().err
