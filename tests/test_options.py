@@ -167,7 +167,8 @@ def test_a_usage_error_is_one_line_and_exit_2(tmp_path, capsys):
 
     assert main(["report", str(tmp_path)]) == 2
     warning, error = capsys.readouterr().err.splitlines()
-    assert warning.startswith("warning: ") and error == f"python -m bench report: error: no readable results in {tmp_path}"
+    assert warning.startswith("warning: ")
+    assert error == f"python -m bench report: error: no readable results in {tmp_path}"
     with pytest.raises(SystemExit) as refused:
         main(["report", str(tmp_path), "--", "-k", "x"])
     assert refused.value.code == 2 and "report takes no pytest options after --" in capsys.readouterr().err
