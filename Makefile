@@ -47,7 +47,7 @@ bench: venv
 # Where none does, it refuses (exit 2) saying how to install the GPU set; it needs no venv of its own.
 GPU_CHECK_PYTHON = $(firstword $(wildcard .venv-gpu/bin/python .venv/bin/python) $(PYTHON))
 gpu-check:
-	$(GPU_CHECK_PYTHON) -m bench.machine gpu-check --profile $(PROFILE)
+	$(GPU_CHECK_PYTHON) -m bench gpu-check --profile $(PROFILE)
 
 # Backend-independent tests once; tests marked per_backend once under each backend, one process each (Keras
 # fixes its backend at import).

@@ -17,6 +17,8 @@ to one side only: ``ab . . --head-args "--maxlen 220"`` measures a known slowdow
 from __future__ import annotations
 
 import dataclasses
+import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -25,10 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import runner
+from bench.fingerprint import describe
 from bench.results import Result
+from bench.selection import measured_on
 
 SIDES = ("base", "head")
 WORKING_TREE = "."  # the ref for the checkout as it is, uncommitted changes included
+COMPARE_FILE = "COMPARE.md"  # the verdict, beside both sides' results
 
 
 class RefError(ValueError):
@@ -51,6 +56,18 @@ def as_one_run(found: Sequence[Result], run_id: str) -> list[Result]:
     """A side's results as the one run they are, even where an older commit's code recorded no run id."""
     return [r if r.run.run_id else dataclasses.replace(r, run=dataclasses.replace(r.run, run_id=run_id))
             for r in found]
+
+
+def compare_header(done: AbRun, base_ref: str, head_ref: str, *, base_args: Sequence[str], head_args: Sequence[str],
+                   repeat: int, head: Sequence[Result]) -> str:
+    """COMPARE.md's opening: the commits (hashes shortened), each side's own options, and the machine."""
+    short = lambda text: re.sub(r"\b([0-9a-f]{12})[0-9a-f]{28}\b", r"\1", text)
+    header = f"# ab: base {short(done.base)} ({base_ref}) vs head {short(done.head)} ({head_ref})\n\n"
+    if base_args or head_args:
+        sides = [f"{name} {shlex.join(extra) or '-'}" for name, extra in (("base", base_args), ("head", head_args))]
+        header += f"Side options: {', '.join(sides)}.\n\n"
+    header += f"Measured on {describe(measured_on(head) or {})}, interleaved, {repeat} process(es) a side.\n\n"
+    return header
 
 
 def resolve(repo: Path, ref: str) -> str:

@@ -7,7 +7,7 @@ produces with no change in the code, so ``compare`` uses it as the noise floor: 
 only past the larger of ``--threshold`` and the floor.
 
 The floors live in one small JSON file beside the results (``<results>/calibration.json``), one
-entry per machine, keyed by the fingerprint's machine part (``bench.machine.machine_key``: CPU
+entry per machine, keyed by the fingerprint's machine part (``bench.fingerprint.machine_key``: CPU
 model, usable cores, threads, GPU), so a floor measured on one machine is never applied to another.
 Each entry also says what the gate can resolve here: the k processes split into two A/A sides
 (even and odd repeats, interleaved as ``ab`` interleaves base and head), and the smallest slowdown
@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import machine, stats
+from bench import stats
+from bench.fingerprint import describe, machine_key
 from bench.results import CALIBRATION_MARKER, Result, write_json_atomic
 from bench.selection import latest, rounds_of
 from bench.tables import fmt, fmt_ms, table
@@ -77,7 +78,7 @@ def measure(found: Sequence[Result], confidence: float = stats.DEFAULT_CONFIDENC
 
 def fingerprint_of(found: Sequence[Result]) -> dict:
     """The machine the results were measured on; ValueError if they come from several, or record none."""
-    prints = {machine.machine_key(r.run.fingerprint): r.run.fingerprint for r in found if r.run.fingerprint}
+    prints = {machine_key(r.run.fingerprint): r.run.fingerprint for r in found if r.run.fingerprint}
     if not prints:
         raise ValueError("these result files record no machine fingerprint: run calibrate with this kerasbench")
     if len(prints) > 1:
@@ -89,7 +90,7 @@ def write(path: str | os.PathLike, fingerprint: dict, floors: Sequence[Floor], s
     """Store the floors under this machine's key, keeping other machines' entries."""
     path = Path(path)
     document = _read(path)
-    document["machines"][machine.machine_key(fingerprint)] = {
+    document["machines"][machine_key(fingerprint)] = {
         "fingerprint": fingerprint, "measured": datetime.now(timezone.utc).isoformat(), "source": source,
         "floors": {f.key: asdict(f) for f in floors},
     }
@@ -99,10 +100,27 @@ def write(path: str | os.PathLike, fingerprint: dict, floors: Sequence[Floor], s
 
 def load_floors(path: str | os.PathLike, fingerprint: Mapping) -> dict[str, float]:
     """``{noise_key: floor}`` for the machine of ``fingerprint``; empty without a file or an entry for it."""
-    entry = _read(Path(path))["machines"].get(machine.machine_key(dict(fingerprint)))
+    entry = _read(Path(path))["machines"].get(machine_key(dict(fingerprint)))
     if not entry:
         return {}
     return {key: float(floor["spread"]) for key, floor in entry.get("floors", {}).items()}
+
+
+def floors_for(path: Path, fingerprint: Mapping | None, *, required: bool = False) -> tuple[dict[str, float], str]:
+    """The floors in ``path`` for the machine of ``fingerprint``, and a line saying which were used.
+
+    No file gives no floors (a ValueError where ``required``: the user named it). Without a
+    fingerprint there are none either: a floor of another machine must never apply.
+    """
+    if not path.exists():
+        if required:
+            raise ValueError(f"no calibration file {path}")
+        return {}, ""
+    if fingerprint is None:
+        return {}, f"note: current results record no machine fingerprint; {path} not used"
+    floors = load_floors(path, fingerprint)
+    return floors, (f"noise floors: {len(floors)} benchmark(s) from {path} for {describe(dict(fingerprint))}"
+                    if floors else f"noise floors: none in {path} for this machine ({describe(dict(fingerprint))})")
 
 
 def _read(path: Path) -> dict:
@@ -124,7 +142,7 @@ def render(floors: Sequence[Floor], fingerprint: dict, style: str = "md") -> str
     cells = [(f.key, str(f.processes), fmt_ms(f.median_ms), f"{f.spread:.1%}",
               fmt(f.variation, ".1%"), f.split, fmt(f.split_ratio, ".3f"), fmt(f.split_p, ".4f"),
               fmt(f.detects, ".1%")) for f in floors]
-    return "\n".join([f"Noise between processes on {machine.describe(fingerprint)}:", "",
+    return "\n".join([f"Noise between processes on {describe(fingerprint)}:", "",
                       table(headers, cells, style), "",
                       "Noise floor: the largest ratio between two process medians of the same code, minus 1; "
                       "compare gates on the larger of it and --threshold. Detects ≥: the smallest slowdown the "

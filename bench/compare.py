@@ -25,7 +25,7 @@ processes can, when the processes agree. Each gated line also says the smallest 
 comparison with this line's noise would flag ("detects ≥", ``RatioTest.smallest_detectable``): the
 gate's resolution on this machine for that many processes.
 
-Machines: every result records a fingerprint (``bench.machine``). When the two sides differ in CPU
+Machines: every result records a fingerprint (``bench.fingerprint``). When the two sides differ in CPU
 model, usable cores, threads or GPU, latency is "not comparable: CPU model differs: A vs B" and is
 never gated; version changes (OS, Python, driver, backend, Keras) are noted on each line.
 
@@ -49,8 +49,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import machine, stats
+from bench import stats
 from bench.calibrate import noise_key
+from bench.fingerprint import LABELS, MACHINE_KEYS, describe, differences
 from bench.results import GroupKey, Result, load, results_of, write_json_atomic
 from bench.selection import aggregate, latest, rounds_of
 from bench.tables import MISSING, fmt, fmt_ms, table
@@ -154,6 +155,23 @@ def compare_results(baseline: Sequence[Result], current: Sequence[Result], thres
     return changes, [ch for ch in changes if ch.regression]
 
 
+def gate(baseline: Sequence[Result], current: Sequence[Result], *, threshold: float = DEFAULT_THRESHOLD,
+         accuracy_drop: float = DEFAULT_ACCURACY_DROP, confidence: float = DEFAULT_CONFIDENCE,
+         min_processes: int = MIN_PROCESSES, noise: Mapping[str, float] | None = None, match: str = "group",
+         style: str = "md") -> tuple[str, list[Change]]:
+    """The verdict as ``compare`` and ``ab`` print it: the diff tables, and the regressions among the changes.
+
+    ``match="name"`` pairs benchmarks by name alone (``pair_by_name``: an A/B of settings), and each
+    line then notes what differs between its two sides.
+    """
+    paired, notes = pair_by_name(baseline, current) if match == "name" else (current, {})
+    changes, regressions = compare_results(baseline, paired, threshold, accuracy_drop, confidence=confidence,
+                                           noise=noise, min_processes=min_processes)
+    for change in changes:
+        change.note = "; ".join(filter(None, [notes.get(change.name), change.note]))
+    return render_comparison(changes, style, threshold, accuracy_drop, confidence, min_processes), regressions
+
+
 SEED_SUFFIX = re.compile(r"-seed\d+(?=\]$)")
 
 
@@ -235,7 +253,7 @@ def _latency(bs: Sequence[Result], cs: Sequence[Result], threshold: float, note:
     change.limit = max(threshold, change.noise_floor or 0.0)
     slower = c_all.median_ms > b_all.median_ms * (1 + change.limit)
     faster = c_all.median_ms < b_all.median_ms * (1 - change.limit)
-    unlike = machine.differences(b.run.fingerprint, c.run.fingerprint, machine.MACHINE_KEYS)
+    unlike = differences(b.run.fingerprint, c.run.fingerprint, MACHINE_KEYS)
     if b.run.fingerprint and c.run.fingerprint and unlike:
         change.verdict = "not comparable: " + "; ".join(unlike)
         return change
@@ -320,7 +338,7 @@ def _note(b: Result, c: Result) -> str:
         (b.backend, bc.backend_version, cc.backend_version)) if x != y]
     bf, cf = b.run.fingerprint, c.run.fingerprint
     if bf and cf:
-        notes += [f"{machine.LABELS[k]} {bf.get(k)} → {cf.get(k)}" for k in ("os", "python", "gpu_driver")
+        notes += [f"{LABELS[k]} {bf.get(k)} → {cf.get(k)}" for k in ("os", "python", "gpu_driver")
                   if bf.get(k) != cf.get(k)]
     elif bf or cf:
         notes.append(f"no machine fingerprint in the {'baseline' if cf else 'current'} files: machines not checked")
@@ -419,7 +437,7 @@ def _extra(r: Result, members: Sequence[Result]) -> str:
         parts.append(f"Q1: {r.ms('q1'):.3f} ms, Q3: {r.ms('q3'):.3f} ms")
     c = r.context
     parts.append(f"keras {c.keras}, {c.backend} {c.backend_version}, {c.device_name}")
-    parts.append(f"machine: {machine.describe(r.run.fingerprint)}")
+    parts.append(f"machine: {describe(r.run.fingerprint)}")
     return "\n".join(parts)
 
 

@@ -20,7 +20,7 @@ from datetime import datetime
 
 import numpy as np
 
-from bench import machine
+from bench.fingerprint import describe, machine_key
 from bench.results import GroupKey, Result, Run, results_of
 from bench.selection import aggregate, run_of, started_order
 from bench.tables import fmt, fmt_ms, table
@@ -35,7 +35,7 @@ class Point:
 
     started: str  # ISO time of the run's first process
     commit: str  # short hash, "+dirty" when the working tree had changes; "unknown" when not recorded
-    machine: str  # bench.machine.describe of the fingerprint (or pytest-benchmark's cpu brand for older files)
+    machine: str  # bench.fingerprint.describe of the fingerprint (or pytest-benchmark's cpu brand for older files)
     machine_key: str
     versions: str  # Keras and backend versions
     median_ms: float
@@ -78,8 +78,8 @@ def _point(members: list[Result], commit_info: dict) -> Point:
     fingerprint = first.run.fingerprint
     c = first.context
     return Point(started=first.run.started, commit=commit,
-                 machine=machine.describe(fingerprint) if fingerprint else f"{c.device_name} (no fingerprint)",
-                 machine_key=machine.machine_key(fingerprint) if fingerprint else c.device_name,
+                 machine=describe(fingerprint) if fingerprint else f"{c.device_name} (no fingerprint)",
+                 machine_key=machine_key(fingerprint) if fingerprint else c.device_name,
                  versions=f"keras {c.keras}, {c.backend} {c.backend_version}", median_ms=summary.median_ms,
                  processes=summary.processes, files=[m.file for m in members])
 

@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from bench.backends import BackendError, check_backend
 from bench.results import REPEAT_INDEX_ENV, RUN_ID_ENV
+from bench.settings import CHECKOUT
 from bench.training import PROGRESS_PREFIX
 
-ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 NO_TESTS_COLLECTED = 5  # pytest's exit code when no test matched
 
 
@@ -43,6 +45,11 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def failed(self) -> bool:
+        """A process that ran and did not finish cleanly (a backend not installed was only skipped)."""
+        return not (self.ok or self.status == "not installed")
 
 
 @dataclass(frozen=True)
@@ -60,11 +67,20 @@ def new_run_id() -> str:
     return f"{datetime.now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 
 
+def abba(items: Sequence[T], index: int) -> list[T]:
+    """Round ``index`` of an ABBA order: ``items`` as given in even rounds, reversed in odd ones.
+
+    Whatever the later of a pair inherits from the earlier (a warm cache, a CPU still boosting or
+    already hot) then falls on every item alike instead of always on the last.
+    """
+    return list(items) if index % 2 == 0 else list(reversed(items))
+
+
 def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path, repeat: int = 1) -> list[Outcome]:
     """Run the benchmarks under each backend, ``repeat`` times interleaved; results and logs go to ``run_dir``."""
     run_dir = run_dir.resolve()  # the children run in the checkout: a relative folder would move
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_interleaved(backends, pytest_args, [Side("", ROOT, run_dir, new_run_id())], repeat, run_dir)
+    return run_interleaved(backends, pytest_args, [Side("", CHECKOUT, run_dir, new_run_id())], repeat, run_dir)
 
 
 def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence[Side], repeat: int,
@@ -90,9 +106,8 @@ def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence
     total = len(installed) * len(sides) * repeat
     done = 0
     for index in range(repeat):
-        turn = sides if index % 2 == 0 else list(reversed(sides))
         for name in installed:
-            for side in turn:
+            for side in abba(sides, index):
                 done += 1
                 label = " ".join(filter(None, [side.name, name, f"({index + 1}/{repeat})" if repeat > 1 else ""]))
                 stem = "-".join(filter(None, [side.name, name, str(index + 1) if repeat > 1 else ""]))

@@ -91,3 +91,8 @@ def _tail_ms(members: Sequence[Result]) -> tuple[float, float, float] | None:
     if not recorded:
         return None  # older files: neither the rounds nor their percentiles
     return tuple(float(np.median(column)) * 1e3 for column in zip(*recorded, strict=True))
+
+
+def measured_on(found: Iterable[Result]) -> dict | None:
+    """The machine fingerprint the results record (the first that has one), or None."""
+    return next((r.run.fingerprint for r in found if r.run.fingerprint), None)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import backends, machine, parallel, results
+from bench import backends, energy, fingerprint, gpu, parallel, results
 from bench.data import Dataset
 from bench.settings import RunSettings
 from bench.variants import check_supported, runtime_switches
@@ -44,7 +44,7 @@ class Session:
     adapter: backends.Adapter
     engine: parallel.Engine  # --devices/--processes: its data-parallel engine; a plain Engine on one device
     started: datetime
-    gpu_watch: machine.GpuWatch | None = None  # NVML's view of the GPU this run measures on (GPU runs only)
+    gpu_watch: gpu.GpuWatch | None = None  # NVML's view of the GPU this run measures on (GPU runs only)
     gpu_problem: str | None = None  # why the GPU may be shared, to warn about
     path: Path | None = None  # the result file, named when the first benchmark finishes
     machine_info: dict | None = None  # pytest-benchmark's, computed once
@@ -73,7 +73,7 @@ class Session:
             parallel.die_with_launcher()
         backends.prepare_environment(settings.device)
         # NVML's view before the backend touches the GPU: any compute process on it then is someone else's.
-        watch = machine.GpuWatch() if settings.device != "cpu" else None
+        watch = gpu.GpuWatch() if settings.device != "cpu" else None
         engines: list[parallel.Engine] = []
 
         def start_engine(adapter: backends.Adapter) -> None:  # before the backend starts: devices, process group
@@ -164,10 +164,10 @@ class Session:
         run = results.RunInfo.now(
             backend=adapter.name, device=adapter.device.as_dict(), settings=self.settings.describe(),
             started=self.started, finished=finished, exitstatus=exitstatus, unrecorded=self.unrecorded,
-            **repeat_of_run(), fingerprint=machine.fingerprint(
+            **repeat_of_run(), fingerprint=fingerprint.fingerprint(
                 backend=adapter.name, versions=adapter.versions(), device=adapter.device.as_dict(),
                 threads=self.settings.threads),
-            device_facts=machine.device_facts(adapter, self.gpu_watch),
+            device_facts=gpu.device_facts(adapter, self.gpu_watch, energy.energy_meter(adapter.device.kind).source),
         )
         if self.path is None:
             self.path = results.result_path(self.settings.results_dir, self.label, self.settings.profile.name,
@@ -196,7 +196,7 @@ def launch_ranks(settings: RunSettings, args: Sequence[str], *, cwd: Path, threa
     raise RanksEnded(f"kerasbench: all {world} ranks finished; rank 0 wrote the results", 0)
 
 
-def gpu_neighbours_problem(watch: machine.GpuWatch | None) -> str | None:
+def gpu_neighbours_problem(watch: gpu.GpuWatch | None) -> str | None:
     """Why the GPU this run measures on may be shared with other processes, or None."""
     if watch is None:
         return None
@@ -205,7 +205,7 @@ def gpu_neighbours_problem(watch: machine.GpuWatch | None) -> str | None:
     if isinstance(watch.others_before, str):
         return f"cannot see which other processes use the GPU: {watch.others_before}"
     if watch.others_before:
-        return machine.other_processes_message(watch.others_before)
+        return gpu.other_processes_message(watch.others_before)
     return None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.backends import DEVICES
 from bench.data import SOURCES
+from bench.fingerprint import usable_cpus
 from bench.parallel import MAX_REPLICAS, SCALINGS, Layout
 from bench.profiles import DEFAULT_PROFILE, PROFILES, AdaptiveRounds, Profile, get_profile
 from bench.variants import DEFAULT_VARIANT, VARIANTS, get_variant
@@ -194,14 +195,6 @@ OPTIONS: list[tuple[str, dict]] = [
 ]
 
 
-def default_threads() -> int:
-    """The CPUs this process may use (its affinity: taskset, cgroups cpusets), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def from_options(get: Callable[[str], object]) -> RunSettings:
     """Settings from parsed options; ``get(dest)`` returns an option's value."""
     profile = get_profile(get("profile"))
@@ -229,7 +222,7 @@ def from_options(get: Callable[[str], object]) -> RunSettings:
         dataset=get("dataset"),
         imdb_path=get("imdb_path"),
         device=get("device"),
-        threads=get("threads") or default_threads(),
+        threads=get("threads") or usable_cpus(),
         seed=DEFAULT_SEED if seed is None else seed,
         train_samples=get("train_samples") or profile.train_samples,
         test_samples=get("test_samples") or profile.test_samples,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import backends, machine, stats
+from bench import backends, energy, stats
 from bench.profiles import AdaptiveRounds
 from bench.results import Interval, Rounds, StepMetrics, Tail
 
@@ -90,10 +90,10 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
     (default: ``rounds``, or the adaptive minimum), half before and half after the harness's rounds
     so that a drift over time cancels out: ``harness_vs_plain`` near 1.0 shows that the harness adds
     nothing measurable. The record gets the rounds' p50/p90/p99, the median's interval and why the
-    rounds stopped, and the energy per step where the hardware counts it (``bench.machine``): the
+    rounds stopped, and the energy per step where the hardware counts it (``bench.energy``): the
     counter is read just before and just after the timed rounds, never inside a timed call.
     """
-    meter = machine.energy_meter(backends.current().device.kind)  # found before any clock starts
+    meter = energy.energy_meter(backends.current().device.kind)  # found before any clock starts
     first_step_s = time_call(step)
     started = time.perf_counter()  # host wall clock around whole phases, each ending in a device sync
     for _ in range(warmup_rounds):
@@ -113,8 +113,8 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
                        plain_loop_median_s=plain_median, harness_vs_plain=median / plain_median,
                        rounds=Rounds("adaptive" if adaptive else "fixed", stop_reason, timed_s, measure_s),
                        **round_statistics(benchmark.stats.stats.data, adaptive),
-                       energy=machine.energy_per_step(meter, energy_start, energy_end,
-                                                      steps=len(benchmark.stats.stats.data), batch_size=batch_size))
+                       energy=energy.energy_per_step(meter, energy_start, energy_end,
+                                                     steps=len(benchmark.stats.stats.data), batch_size=batch_size))
 
 
 def timed_rounds(benchmark: Any, step: Callable[[], Any], rounds: int, adaptive: AdaptiveRounds | None) -> str:

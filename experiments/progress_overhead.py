@@ -17,15 +17,17 @@ the same model, so later epochs see other weights: that changes no step's cost.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
 
+from bench.fingerprint import usable_cpus
+from bench.runner import abba
+
 
 def order(pairs: int) -> list[bool]:
     """ABBA: True (progress on) and False interleaved, each first in every other pair."""
-    return [on for i in range(pairs) for on in ((True, False) if i % 2 == 0 else (False, True))]
+    return [on for i in range(pairs) for on in abba((True, False), i)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-samples", type=positive_int, default=2000)
     parser.add_argument("--dataset", choices=SOURCES, default="auto")
     parser.add_argument("--device", choices=backends.DEVICES, default="cpu")
-    parser.add_argument("--threads", type=positive_int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=positive_int, default=usable_cpus())
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 

@@ -136,3 +136,17 @@ def test_an_older_commits_processes_count_as_one_run(tmp_path):
     assert len(latest(found)) == 1  # on their own: three runs, and the newest wins
     side = ab.as_one_run(found, "base-run")
     assert len(latest(side)) == 3 and aggregate(side).processes == 3
+
+
+def test_compare_header_names_the_commits_side_options_and_machine(tmp_path):
+    machine = {"cpu_model": "Test CPU 1", "usable_cores": 2, "threads": 1, "gpu": None}
+    write_result(tmp_path, make_result("jax", kinds=("train_step",), fingerprint=machine))
+    head = results.results_of(results.load([tmp_path])[0])
+    done = ab.AbRun("a" * 40, f"working tree at {'b' * 40}", [], tmp_path, {"base": "1", "head": "2"})
+    header = ab.compare_header(done, "main", ".", base_args=[], head_args=["--maxlen", "220"], repeat=3, head=head)
+    assert header == (f"# ab: base {'a' * 12} (main) vs head working tree at {'b' * 12} (.)\n\n"
+                      "Side options: base -, head --maxlen 220.\n\n"
+                      "Measured on Test CPU 1, 2 usable cores, 1 threads, no GPU, interleaved, "
+                      "3 process(es) a side.\n\n")
+    plain = ab.compare_header(done, "main", ".", base_args=[], head_args=[], repeat=3, head=[])
+    assert "Side options" not in plain and "Measured on machine not recorded" in plain

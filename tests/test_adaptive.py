@@ -1,13 +1,12 @@
-"""Adaptive rounds, tail percentiles, the serving query count, bootstraps, and the machine fingerprint."""
+"""Adaptive rounds, tail percentiles, the serving query count and bootstraps."""
 
-import os
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from bench import machine, stats, timing
+from bench import stats, timing
 from bench.profiles import PROFILES, AdaptiveRounds
 from bench.settings import from_options
 
@@ -174,36 +173,3 @@ def test_process_spread_and_variation():
     assert stats.process_spread([0.1, 0.11, 0.105]) == pytest.approx(0.1)
     assert stats.process_variation([0.1]) is None
     assert stats.process_variation([0.1, 0.1]) == 0
-
-
-# ------------------------------------------------------------------------------------------ fingerprint
-
-def test_fingerprint_records_the_machine_as_observed():
-    found = machine.fingerprint(backend="jax", versions={"jax": "0.10.2", "keras": "3.15.1"},
-                                device={"device": "cpu", "device_name": "Some CPU"}, threads=2)
-    assert found["usable_cores"] == len(os.sched_getaffinity(0)) and found["logical_cpus"] == os.cpu_count()
-    assert found["gpu"] is None and found["gpu_driver"] is None and found["threads"] == 2
-    assert (found["backend"], found["backend_version"], found["keras"]) == ("jax", "0.10.2", "3.15.1")
-    assert found["cpu_model"] and found["python"].count(".") == 2
-    assert machine.machine_key(found) == machine.machine_key({**found, "keras": "9.9"})  # versions are not machines
-    assert machine.machine_key(found) != machine.machine_key({**found, "usable_cores": 64})
-
-
-@pytest.mark.parametrize(("text", "version"), [
-    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023\n", "535.104.05"),
-    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.15  Release Build\n", "550.54.15"),
-    ("something else\n", None),
-])
-def test_gpu_driver_from_the_driver_file(tmp_path, monkeypatch, text, version):
-    (tmp_path / "version").write_text(text)
-    monkeypatch.setattr(machine, "NVIDIA_DRIVER_FILE", tmp_path / "version")
-    found = machine.fingerprint(backend="torch", versions={"torch": "2.13.0", "keras": "3.15.1"},
-                                device={"device": "gpu", "device_name": "NVIDIA H200"}, threads=2)
-    assert found["gpu"] == "NVIDIA H200"
-    assert found["gpu_driver"] == version if version else found["gpu_driver"].startswith("not observed")
-
-
-def test_differences_name_what_differs():
-    a = {"cpu_model": "A", "usable_cores": 2, "threads": 2, "gpu": None}
-    assert machine.differences(a, {**a, "cpu_model": "B"}, machine.MACHINE_KEYS) == ["CPU model differs: A vs B"]
-    assert machine.differences(a, a, machine.MACHINE_KEYS) == []

@@ -1,6 +1,8 @@
 """bench.compare: the gate that counts noise between processes, machines, the diff table, exports, the CLI."""
 
+import dataclasses
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 
 from bench import calibrate, report, results
 from bench import compare as cmp
-from bench.__main__ import confidence_level, fraction
+from bench.commands.options import confidence_level, fraction
 from tests.conftest import run_cli as run_bench_cli
 from tests.resultfiles import make_result, write_result
 
@@ -182,6 +184,9 @@ def test_an_ab_of_settings_pairs_by_name_and_says_what_differed(tmp_path):
     assert [ch.verdict for ch in regressions] == ["REGRESSION (slower)"] and regressions[0].processes == (3, 3)
     assert current[0].context.maxlen == 220  # the results themselves are left as they were
 
+    text, regressions = cmp.gate(baseline, current, threshold=0.05, match="name", style="plain")
+    assert [ch.verdict for ch in regressions] == ["REGRESSION (slower)"]
+    assert "paired by name: maxlen 200 → 220" in text and "1 regression(s)" in text
 
 def test_benchmarks_match_only_within_their_group(tmp_path):
     base = files(tmp_path, "base", make_result("jax", profile="quick", train=(0.1, 0.001)))
@@ -397,3 +402,47 @@ def test_calibrate_stores_this_machines_noise_floor_and_compare_finds_it(tmp_pat
     done = run_bench_cli("calibrate", "--from", files(tmp_path, "single", make_result("jax", fingerprint=MACHINE)),
                          "--output", output)
     assert done.returncode == 2 and "needs --repeat 2 or more" in done.stderr
+
+
+
+def test_noise_floors_apply_only_to_the_machine_they_were_measured_on(tmp_path):
+    path = tmp_path / "calibration.json"
+    assert calibrate.floors_for(path, MACHINE) == ({}, "")  # no file, none asked for: no floors, nothing said
+    with pytest.raises(ValueError, match="no calibration file"):
+        calibrate.floors_for(path, MACHINE, required=True)
+    calibrate.write(path, MACHINE, [calibrate.Floor("k", 3, 100.0, 0.5, 0.2, "1 vs 2", None, None, None)], "test")
+    floors, note = calibrate.floors_for(path, MACHINE)
+    assert floors == {"k": 0.5} and note.startswith(f"noise floors: 1 benchmark(s) from {path} for Test CPU 1")
+    floors, note = calibrate.floors_for(path, {**MACHINE, "cpu_model": "Other"})
+    assert floors == {} and note.startswith("noise floors: none in")
+    assert calibrate.floors_for(path, None) == ({}, f"note: current results record no machine fingerprint; {path} "
+                                                    "not used")
+
+# ----------------------------------------------------------------------------- files without NaN
+
+def strict_json(text):
+    def refuse(token):
+        raise AssertionError(f"{token} token in a written JSON file")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_exports_write_null_not_nan(tmp_path):
+    write_result(tmp_path, make_result("jax"))
+    runs, _ = results.load([tmp_path])
+    nan = float("nan")
+    broken = []
+    for r in results.results_of(runs):  # as if a benchmark had measured NaN and Infinity
+        stats = dataclasses.replace(r.stats, stddev=nan, iqr=math.inf)
+        metrics = (dataclasses.replace(r.record.metrics, harness_vs_plain=nan, samples_per_s=-math.inf)
+                   if r.step else r.record.metrics)
+        broken.append(dataclasses.replace(r, stats=stats, record=dataclasses.replace(r.record, metrics=metrics)))
+    written = [cmp.write_bencher(broken, tmp_path / "bencher.json"),
+               *cmp.write_github_action_benchmark(broken, tmp_path / "action")]
+    report.write_report(broken, fmt_name="json", output=tmp_path / "report.json")
+    report.write_report(broken, fmt_name="csv", output=tmp_path / "report.csv")
+    for path in [*written, tmp_path / "report.json"]:
+        strict_json(path.read_text())
+    strict_json(report.render(broken, "json"))  # printed JSON too: it is redirected into files
+    csv_text = (tmp_path / "report.csv").read_text()
+    assert not {"nan", "inf", "-inf", "NaN", "Infinity"} & set(csv_text.replace("\n", ",").split(","))

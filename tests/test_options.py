@@ -1,6 +1,7 @@
 """Option parsing: every value either parses to what was meant or fails with a clear message."""
 
 import argparse
+import json
 import re
 
 import pytest
@@ -8,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bench import backends
-from bench.__main__ import backend_list, fraction
+from bench.commands.options import backend_list, fraction
 from bench.settings import CHECKOUT, MAX_BATCH_SIZE, bounded_int, positive_int, results_dir, seed_int
 
 
@@ -145,3 +146,52 @@ def test_variant_keras_refuses_is_refused_up_front():
     check_supported("spe8", "jax")
     with pytest.raises(ValueError, match="steps_per_execution=1"):
         check_supported("spe8", "torch")
+
+
+@pytest.mark.parametrize(("args", "strict"), [([], False), (["--strict-gpu"], True), (["--strict-gpu", "yes"], True),
+                                              (["--strict-gpu", "no"], False)])
+def test_strict_gpu_option(args, strict):
+    from bench import settings
+
+    parser = argparse.ArgumentParser()
+    for flag, kwargs in settings.OPTIONS:
+        parser.add_argument(flag, **kwargs)
+    parsed = parser.parse_args(args)
+    assert settings.from_options(lambda dest: getattr(parsed, dest)).strict_gpu is strict
+
+
+# ------------------------------------------------------------------------------------ the command line
+
+def test_every_command_has_its_module_and_the_parser_lists_them_all():
+    from bench.commands import COMMANDS, build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == ["run", "report", "compare", "parity", "ab", "calibrate", "history", "gpu-check"]
+    assert all(callable(command.add) and callable(command.run) for command in COMMANDS)
+
+
+def test_a_usage_error_is_one_line_and_exit_2(tmp_path, capsys):
+    from bench.commands import main
+
+    assert main(["report", str(tmp_path)]) == 2
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: ")
+    assert error == f"python -m bench report: error: no readable results in {tmp_path}"
+    with pytest.raises(SystemExit) as refused:
+        main(["report", str(tmp_path), "--", "-k", "x"])
+    assert refused.value.code == 2 and "report takes no pytest options after --" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["report"], ["parity"], ["history"], ["compare", "{path}"]])
+def test_every_command_reads_result_files_through_one_loader(tmp_path, capsys, command):
+    # A damaged file is a usage error naming it, in every command that reads result files.
+    from bench.commands import main
+    from tests.resultfiles import make_result
+
+    broken = make_result("jax")
+    del broken["benchmarks"][0]["name"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    argv = [command[0], str(tmp_path), *(part.format(path=tmp_path) for part in command[1:])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"python -m bench {command[0]}: error: damaged result file: ") and "broken.json" in err

@@ -60,3 +60,15 @@ def test_missing_and_failing_backends_do_not_stop_the_run(tmp_path, monkeypatch)
 def test_unknown_backend_in_list_is_a_usage_error():
     proc = run_cli("run", "--backends", "jax,mxnet", timeout=60)
     assert proc.returncode == 2 and "unknown backend(s) mxnet" in proc.stderr
+
+
+def test_abba_reverses_every_other_round():
+    assert [runner.abba(("base", "head"), i) for i in range(4)] == [
+        ["base", "head"], ["head", "base"], ["base", "head"], ["head", "base"]]
+    assert runner.abba(("only",), 1) == ["only"]
+
+
+def test_a_backend_not_installed_is_skipped_not_failed():
+    assert not runner.Outcome("jax", "ok").failed and not runner.Outcome("jax", "not installed").failed
+    assert runner.Outcome("jax", "failed (exit 1): boom").failed and runner.Outcome("jax", "killed (SIGKILL)").failed
+    assert runner.Outcome("jax", "interrupted").failed

@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
-import platform
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-_MIB = 1 / 2**20
+from bench.fingerprint import cpu_model, mib
 
 # How to install the GPU set; named wherever a CPU-only build meets a GPU request.
 GPU_INSTALL = ("`make venv-gpu` (that is: `python -m venv .venv-gpu && .venv-gpu/bin/pip install "
@@ -299,15 +298,15 @@ class Adapter:
     def memory_stats(self, baseline: dict) -> dict:
         """Host RSS growth since ``baseline`` and peaks; on GPU the backend allocator's peak, in MiB."""
         stats = {
-            "host_rss_growth_mib": round((_rss_bytes() - baseline["rss"]) * _MIB, 1),
+            "host_rss_growth_mib": mib(_rss_bytes() - baseline["rss"]),
             # ru_maxrss cannot be reset: this is the process's peak so far, a ceiling for this benchmark.
-            "host_peak_rss_mib": round(_peak_rss_bytes() * _MIB, 1),
+            "host_peak_rss_mib": mib(_peak_rss_bytes()),
         }
         if self.device.kind != "gpu":
             return stats
         peak = self._device_peak()
         if peak is not None:
-            stats["device_peak_mib"] = round(peak * _MIB, 1)
+            stats["device_peak_mib"] = mib(peak)
             if self.device_peak_scope is not None:
                 stats["device_peak_scope"] = self.device_peak_scope
         return stats
@@ -436,16 +435,6 @@ def _in_symbolic_scope() -> bool:
     return in_symbolic_scope()
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (also the machine fingerprint's, bench.machine)."""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _rss_bytes() -> int:

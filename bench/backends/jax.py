@@ -11,6 +11,7 @@ import jax  # absolute import: the real JAX, not this module
 import numpy as np
 
 from bench.backends.base import Adapter, describe_program
+from bench.fingerprint import usable_cpus
 
 # The CUDA plugin distributions JAX loads for NVIDIA GPUs (jax[cuda12] / jax[cuda13]).
 CUDA_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin")
@@ -55,7 +56,7 @@ class JaxAdapter(Adapter):
                              "(XLA sizes its thread pools to the CPUs the process may use)")
 
     def _thread_settings(self) -> dict:
-        return {"cpus_usable": len(os.sched_getaffinity(0)), "how": self._threads_how}
+        return {"cpus_usable": usable_cpus(), "how": self._threads_how}
 
     def _denormal_probe(self, x: np.ndarray, ones: np.ndarray) -> np.ndarray:
         # Jitted, as the benchmark's steps are; ``ones`` is an argument so XLA cannot fold the product away.

@@ -1,0 +1,40 @@
+"""``python -m bench run``: the benchmarks once per backend, each in its own process, then the report."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench import plots, report, results, runner, settings
+from bench.commands.options import add_backends_option, add_benchmark_options, forwarded, load_runs, wrote
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="pytest bench/ under each backend, then the comparison table",
+                       description="Run the benchmarks once per backend, each in its own process, going on past "
+                                   "a failing backend; ends with the comparison table, written to the run folder. "
+                                   "Benchmark options are the plugin's own (pytest bench/ --help); options after "
+                                   "-- go to pytest as they are.")
+    add_backends_option(p)
+    p.add_argument("--run-dir", default=None,
+                   help="where this run's results, logs and report go (default: <results>/runs/<time>)")
+    p.add_argument("--repeat", type=settings.positive_int, default=1, metavar="N",
+                   help="processes per backend, interleaved (tensorflow, jax, torch, tensorflow, ...); the report "
+                        "shows the median of their medians with a 95%% interval over processes (default: 1)")
+    add_benchmark_options(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir).resolve() if args.run_dir else runner.default_run_dir(settings.results_dir())
+    outcomes = runner.run_backends(args.backends, forwarded(args), run_dir, repeat=args.repeat)
+    print("\n" + runner.summary(outcomes))
+    runs, warnings = load_runs([run_dir], show_warnings=False)  # the report lists them
+    found = results.results_of(runs)
+    if found:
+        output = run_dir / "REPORT.md"
+        print(report.write_report(found, warnings, "md", output), end="")
+        wrote(output)
+        for path in plots.plot(found, run_dir):
+            wrote(path)
+    return 1 if any(o.failed for o in outcomes) else 0
