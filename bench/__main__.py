@@ -116,10 +116,11 @@ def run_run(args: argparse.Namespace) -> int:
         raise UsageError(f"damaged result file: {exc}") from None
     found = results.results_of(runs)
     if found:
-        output = run_dir / "REPORT.md"
-        print(report.write_report(found, warnings, "md", output), end="")
+        output, model = run_dir / "REPORT.md", report.build(found, warnings)
+        report.write(model, "md", output)
+        print(report.terminal_table(model), end="")
         print(f"wrote {output}", file=sys.stderr)
-        for path in plots.plot(found, run_dir):
+        for path in plots.plot(model, run_dir):
             print(f"wrote {path}", file=sys.stderr)
     return 0 if all(o.ok or o.status == "not installed" for o in outcomes) else 1
 
@@ -143,9 +144,9 @@ def add_report(sub: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> int:
     paths = args.paths or [settings.results_dir()]
     found, warnings = _load(paths, "")
-    output = args.output
+    output, model = args.output, report.build(found, warnings, args.margin)
     try:
-        text = report.write_report(found, warnings, args.format, output, margin=args.margin)
+        text = report.write(model, args.format, output)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     print(text, end="" if text.endswith("\n") else "\n")
@@ -153,7 +154,7 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"wrote {output}", file=sys.stderr)
     if args.plots:
         try:
-            written = plots.plot(found, args.plots)
+            written = plots.plot(model, args.plots)
         except ImportError:
             raise UsageError("--plots needs matplotlib: pip install 'kerasbench[report]'") from None
         for path in written:
