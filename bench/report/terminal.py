@@ -16,6 +16,8 @@ from bench.tables import MISSING, fmt, fmt_ms, speed_text, table
 
 HEADERS = ("Backend", "Train ms/step", "Predict ms/batch", "Accuracy", "Speed vs fastest", "LSTM kernel")
 RIGHT = {"Train ms/step", "Predict ms/batch", "Accuracy"}  # numbers line up on their last digit
+WRAP = {"Backend", "Accuracy", "LSTM kernel"}
+TWO_LINES = {"Train ms/step", "Predict ms/batch", "Speed vs fastest"}  # headers as wide as their numbers
 DEFAULT_WIDTH = 100  # where the terminal's width is unknown (output redirected)
 
 
@@ -50,11 +52,11 @@ def cells(line: Line, group: Group) -> list[str]:
 
 
 def accuracy_text(line: Line) -> str:
-    """Final val_accuracy: '0.812', '0.800 (mean of 5 seeds)', 'failed', or '—' without an accuracy run."""
+    """Final val_accuracy: '0.812', '0.800 (5 seeds)' (their mean), 'failed', or '—' without an accuracy run."""
     if line.accuracy_status and line.accuracy_status != "ok":
         return "failed"
     text = fmt(line.final_val_accuracy, ".3f")
-    return f"{text} (mean of {line.accuracy_seeds} seeds)" if line.accuracy_seeds > 1 else text
+    return f"{text} ({line.accuracy_seeds} seeds)" if line.accuracy_seeds > 1 else text
 
 
 def _name(line: Line, group: Group) -> str:
@@ -71,6 +73,7 @@ def _rich(tables: list[tuple[str, list[list[str]]]], width: int) -> str:
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     out = io.StringIO()
     # No colour codes: the text is also written to logs and files, where escape codes would be noise.
@@ -78,10 +81,14 @@ def _rich(tables: list[tuple[str, list[list[str]]]], width: int) -> str:
     for i, (title, rows) in enumerate(tables):
         if i:
             console.print()
-        shown = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        shown = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
         for header in HEADERS:
-            shown.add_column(header, justify="right" if header in RIGHT else "left")
+            # Numbers never wrap; names and notes do where the terminal is narrow (fold: nothing is cut off).
+            wrap = header in WRAP
+            shown.add_column(header.replace(" ", "\n", 1) if header in TWO_LINES else header, no_wrap=not wrap,
+                             overflow="fold" if wrap else "ellipsis", justify="right" if header in RIGHT else "left")
         for row in rows:
-            shown.add_row(*row)
+            shown.add_row(*map(Text, row))  # Text: "[cudnn_off]" is a variant, not rich markup
         console.print(shown)
-    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()) + "\n"
+    text = "\n".join(line.rstrip() for line in out.getvalue().splitlines())
+    return text.strip("\n") + "\n"
