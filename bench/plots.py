@@ -67,8 +67,9 @@ def plot(report: Report | Sequence[Result], out_dir: str | os.PathLike) -> list[
     return written
 
 
-def _in_order(lines: Sequence[Line]) -> list[Line]:
-    return sorted(lines, key=lambda line: (backend_order(line.backend), line.key))
+def _line_order(line: Line) -> tuple:
+    """Sort key of a table line in every plot: its backend's place, then the default variant first."""
+    return backend_order(line.backend), line.variant != "default", line.key
 
 
 def _line_label(line: Line, group: Group) -> str:
@@ -86,7 +87,8 @@ def _line_label(line: Line, group: Group) -> str:
 def _latency(plt: Any, group: Group) -> Any:
     """Train and predict medians per line, in backend order; whiskers: the 95% interval over processes
     (--repeat), else the interquartile range of one process's rounds."""
-    panels = [(kind, [line for line in _in_order(group.lines) if getattr(line, f"{name}_median_ms") is not None])
+    ordered = sorted(group.lines, key=_line_order)
+    panels = [(kind, [line for line in ordered if getattr(line, f"{name}_median_ms") is not None])
               for kind, name in (("train_step", "train"), ("predict_step", "predict"))]
     panels = [(kind, lines) for kind, lines in panels if lines]
     if not panels:
@@ -113,7 +115,7 @@ def _latency(plt: Any, group: Group) -> Any:
 
 
 def _accuracy(plt: Any, group: Group) -> Any:
-    histories = sorted(group.histories(), key=lambda item: (backend_order(item[0].backend), item[0].key))
+    histories = sorted(group.histories(), key=lambda item: _line_order(item[0]))
     if not histories:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -204,13 +206,14 @@ def _efficiency(plt: Any, report: Report) -> Any:
     for p in rows:
         kind = "devices" if p.mode == "devices" else "processes"
         label = f"{p.backend} ({p.device_name}), {kind}, {p.scaling}" + (", simulated" if p.simulated else "")
-        lines.setdefault((backend_order(p.backend), label, p.backend, kind), [(1, 1.0)]).append(
+        lines.setdefault((backend_order(p.backend), label, p.backend, kind, p.scaling), [(1, 1.0)]).append(
             (p.replicas, p.efficiency))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (_, label, backend, kind), points in sorted(lines.items()):
+    for (_, label, backend, kind, weak_or_strong), points in sorted(lines.items()):
         points = sorted(dict(points).items())
-        ax.plot(*zip(*points, strict=True), marker="o", label=label, color=backend_colour(backend),
-                linestyle="-" if kind == "devices" else "--")  # colour: the backend; dashes: N processes
+        # Colour: the backend, as in every plot; dashes: N processes; squares: strong scaling.
+        ax.plot(*zip(*points, strict=True), label=label, color=backend_colour(backend),
+                linestyle="-" if kind == "devices" else "--", marker="s" if weak_or_strong == "strong" else "o")
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, label="ideal")
     ax.set_xticks(sorted({n for points in lines.values() for n, _ in points}))
     ax.set(xlabel="replicas N", ylabel="efficiency: samples/s at N / (N x at 1)", ylim=(0, None))
