@@ -18,12 +18,12 @@ from pathlib import Path
 from bench.report import csv, json, markdown, terminal
 from bench.report.csv import CSV_FIELDS
 from bench.report.markdown import HEADERS, cells
-from bench.report.model import Group, Line, ParallelAccuracy, ParallelStep, Report, Row, build, flat, layout_name
+from bench.report.model import Group, Line, ParallelAccuracy, ParallelStep, Report, Row, build
 from bench.results import GroupKey, Result, write_text_atomic
 
 __all__ = ["CSV_FIELDS", "FORMATS", "HEADERS", "Group", "GroupKey", "Line", "ParallelAccuracy", "ParallelStep",
-           "Report", "Row", "build", "cells", "flat", "layout_name", "render", "render_csv", "render_markdown",
-           "summarize", "terminal_table", "text", "write", "write_report"]
+           "Report", "Row", "build", "cells", "render", "render_csv", "render_markdown", "summarize", "terminal_table",
+           "text", "write", "write_report"]
 
 _RENDERERS = {"md": markdown.render, "csv": csv.render, "json": json.render, "terminal": terminal.render}
 FORMATS = tuple(_RENDERERS)

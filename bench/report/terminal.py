@@ -26,22 +26,16 @@ def render(report: Report, width: int | None = None, plain: bool = False) -> str
 
     ``width``: columns to fit (default: the terminal's); ``plain``: aligned text even where rich is installed.
     """
-    tables = [(group.key.label, [cells(line, group) for line in group.lines]) for group in report.groups]
-    width = width or shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
-    try:
-        if plain:
-            raise ImportError
-        text = _rich(tables, width)
-    except ImportError:
-        text = "\n\n".join(f"{title}\n\n{table(HEADERS, rows, style='plain')}" for title, rows in tables) + "\n"
     if report.empty:
-        text = "No results.\n"
+        return "No results.\n"
+    tables = [(group.key.label, [cells(line, group) for line in group.lines]) for group in report.groups]
+    text = _tables(tables, width or shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns, plain) if tables else ""
     more = [name for name, present in (("accuracy parity across seeds", report.several_seeds),
                                        ("sweep scaling", report.sweep),
                                        ("data-parallel scaling", report.parallel_steps or report.parallel_accuracy),
                                        ("skipped files", report.warnings)) if present]
     if more:
-        text += f"\nAlso in the full report: {', '.join(more)}.\n"
+        text += ("\n" if text else "") + f"Also in the full report: {', '.join(more)}.\n"
     return text
 
 
@@ -67,6 +61,15 @@ def _name(line: Line, group: Group) -> str:
     if len({other.device_name for other in group.lines}) > 1:
         name += f", {line.device_name}"
     return name
+
+
+def _tables(tables: list[tuple[str, list[list[str]]]], width: int, plain: bool) -> str:
+    if not plain:
+        try:
+            return _rich(tables, width)
+        except ImportError:  # the "report" extra is not installed
+            pass
+    return "\n\n".join(f"{title}\n\n{table(HEADERS, rows, style='plain')}" for title, rows in tables) + "\n"
 
 
 def _rich(tables: list[tuple[str, list[list[str]]]], width: int) -> str:
