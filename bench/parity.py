@@ -15,9 +15,9 @@ tell" with the seeds per backend that would settle it. val_accuracy is compared 
 (``margin``, default 1 point); epochs and seconds as ratios (TOST on their logarithms against
 ±log(1 + ``time_margin``), default 10%), since backends differ in speed by factors.
 
-Only ``bench.results``, ``bench.stats`` and ``bench.report``'s table helpers are used; report.py
-calls ``analyze``/``render_markdown`` for its parity section, and ``python -m bench parity``
-prints the same.
+Only ``bench.results``, ``bench.stats``, ``bench.selection`` and ``bench.tables`` are used; the report
+model (``bench.report.model``) calls ``analyze`` and its markdown ``render_markdown`` for the parity
+section, and ``python -m bench parity`` prints the same.
 """
 
 from __future__ import annotations

@@ -1,118 +1,135 @@
-"""Every PNG kerasbench draws: step latency and val_accuracy per group, per-epoch curves over seeds, and
-the sweep's scaling plots.
+"""Every PNG kerasbench draws, from the report model (``bench.report.build``): step latency and
+val_accuracy per group, per-epoch curves over seeds, the sweep's scaling plots, data-parallel efficiency.
 
-matplotlib is imported inside ``plot`` (the "report" extra): tables need no plotting library.
+Each backend keeps one colour and one place in every plot (``backend_colour``, ``backend_order``),
+so that a backend reads the same across panels and files. matplotlib is imported inside ``plot``
+(the "report" extra): tables need no plotting library.
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import parity, scaling
-from bench.report import data_parallel_rows
-from bench.results import GroupKey, Result
-from bench.selection import aggregate, by_group, latest
+from bench.report.model import Group, Line, Report, build
+from bench.results import Result
 from bench.tables import fmt_ms
 
+# Tableau 10, which matplotlib users know: the known backends first, in bench.backends.BACKENDS order.
+BACKEND_COLOURS = {"tensorflow": "#F58518", "jax": "#4C78A8", "torch": "#E45756"}
+OTHER_COLOURS = ("#54A24B", "#B279A2", "#9D755D", "#72B7B2", "#EECA3B", "#FF9DA6", "#BAB0AC")
 
-def plot(results: Sequence[Result], out_dir: str | os.PathLike) -> list[Path]:
-    """Write every plot the results allow into ``out_dir``; returns the paths written."""
+
+def backend_order(backend: str) -> tuple[int, str]:
+    """Sort key: the known backends in a fixed order, then any other by name."""
+    known = list(BACKEND_COLOURS)
+    return (known.index(backend) if backend in known else len(known), backend)
+
+
+def backend_colour(backend: str) -> str:
+    """The backend's colour in every plot; another backend gets one from its name (crc32: the same every run)."""
+    return BACKEND_COLOURS.get(backend) or OTHER_COLOURS[zlib.crc32(backend.encode()) % len(OTHER_COLOURS)]
+
+
+def plot(report: Report | Sequence[Result], out_dir: str | os.PathLike) -> list[Path]:
+    """Write every plot the report allows into ``out_dir``; returns the paths written.
+
+    ``report``: the report model, or results to build it from.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not isinstance(report, Report):
+        report = build(report)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [_save(plt, fig, out / f"scaling_{axis}.png") for axis, fig in _scaling(plt, results)]
-    efficiency = _efficiency(plt, results)
+    written = [_save(plt, fig, out / f"scaling_{axis}.png") for axis, fig in _scaling(plt, report.sweep)]
+    efficiency = _efficiency(plt, report)
     if efficiency is not None:
         written.append(_save(plt, efficiency, out / "data_parallel_efficiency.png"))
-    single = [r for r in results if not scaling.is_sweep(r) and not r.distributed]  # layouts: the plot above
-    for group, members in by_group(latest(single)).items():
-        latency = _latency(plt, group, members)
+    for group in report.groups:
+        latency = _latency(plt, group)
         if latency is not None:
-            written.append(_save(plt, latency, out / f"latency_{group.slug}.png"))
-        accuracy = _accuracy(plt, group, members)
+            written.append(_save(plt, latency, out / f"latency_{group.key.slug}.png"))
+        accuracy = _accuracy(plt, group)
         if accuracy is not None:
-            written.append(_save(plt, accuracy, out / f"accuracy_{group.slug}.png"))
-    for seeded in parity.analyze(results, with_pairs=False):
-        if seeded.several_seeds:
-            key = seeded.key
-            name = f"curves_{key.group.slug}-e{key.epochs}-n{key.train_samples}.png"
-            written.append(_save(plt, _curves(plt, seeded), out / name))
+            written.append(_save(plt, accuracy, out / f"accuracy_{group.key.slug}.png"))
+    for seeded in report.several_seeds:
+        key = seeded.key
+        name = f"curves_{key.group.slug}-e{key.epochs}-n{key.train_samples}.png"
+        written.append(_save(plt, _curves(plt, seeded), out / name))
     return written
 
 
-def _line_label(result: Result, results: Sequence[Result]) -> str:
+def _line_order(line: Line) -> tuple:
+    """Sort key of a table line in every plot: its backend's place, then the default variant first."""
+    return backend_order(line.backend), line.variant != "default", line.key
+
+
+def _line_label(line: Line, group: Group) -> str:
     # Name device or Keras only when they tell lines apart.
-    label = result.backend
-    if len({r.context.device_name for r in results}) > 1:
-        label += f"\n{result.context.device_name}"
-    if len({r.context.keras for r in results}) > 1:
-        label += f"\nkeras {result.context.keras}"
-    return label + (" (incomplete)" if not result.run.finished else "")
+    label = line.backend
+    if len({other.device_name for other in group.lines}) > 1:
+        label += f"\n{line.device_name}"
+    if len({other.keras for other in group.lines}) > 1:
+        label += f"\nkeras {line.keras}"
+    if line.variant != "default":
+        label += f"\n[{line.variant}]"
+    return label + (" (incomplete)" if line.incomplete else "")
 
 
-def _latency(plt: Any, group: GroupKey, members: Sequence[Result]) -> Any:
-    panels = [(kind, [r for r in members if r.kind == kind and r.median_ms is not None])
-              for kind in ("train_step", "predict_step")]
-    panels = [(kind, results) for kind, results in panels if results]
+def _latency(plt: Any, group: Group) -> Any:
+    """Train and predict medians per line, in backend order; whiskers: the 95% interval over processes
+    (--repeat), else the interquartile range of one process's rounds."""
+    ordered = sorted(group.lines, key=_line_order)
+    panels = [(kind, [line for line in ordered if getattr(line, f"{name}_median_ms") is not None])
+              for kind, name in (("train_step", "train"), ("predict_step", "predict"))]
+    panels = [(kind, lines) for kind, lines in panels if lines]
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, (kind, results) in zip(axes[0], panels, strict=True):
-        bars = _bars(results)  # one bar per line: several processes of a run (--repeat) make one bar
-        results = [r for r, _, _, _ in bars]
-        medians = [m for _, m, _, _ in bars]
-        low = [max(0.0, m - lo) for _, m, lo, _ in bars]
-        high = [max(0.0, hi - m) for _, m, _, hi in bars]
-        x = range(len(results))
-        ax.bar(x, medians, yerr=[low, high], capsize=6, color="#4C78A8" if kind == "train_step" else "#F58518")
-        ax.set_xticks(list(x), [_line_label(r, members) for r in results])
+    for ax, (kind, lines) in zip(axes[0], panels, strict=True):
+        name = kind.removesuffix("_step")
+        medians = [getattr(line, f"{name}_median_ms") for line in lines]
+        spreads = [getattr(line, f"{name}_ci_ms") or group.quartiles_ms(line, kind) for line in lines]
+        low = [max(0.0, m - lo) if lo is not None else 0.0 for m, (lo, _) in zip(medians, spreads, strict=True)]
+        high = [max(0.0, hi - m) if hi is not None else 0.0 for m, (_, hi) in zip(medians, spreads, strict=True)]
+        x = range(len(lines))
+        ax.bar(x, medians, yerr=[low, high], capsize=6, color=[backend_colour(line.backend) for line in lines])
+        ax.set_xticks(list(x), [_line_label(line, group) for line in lines])
         for xi, m in zip(x, medians, strict=True):
             ax.annotate(fmt_ms(m), (xi, m), textcoords="offset points", xytext=(8, 3), fontsize=9)
         unit = "ms / step" if kind == "train_step" else "ms / batch"
         ax.set_title(f"{kind.replace('_', ' ')} ({unit})")
-        several = any(len([r for r in members if r.kind == kind and r.line == res.line]) > 1 for res in results)
+        several = any(getattr(line, f"{name}_ci_ms") for line in lines)
         ax.set_ylabel(f"median {unit}, whiskers: " + ("95% CI over processes" if several else "IQR"))
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(group.label, fontsize=10)
+    fig.suptitle(group.key.label, fontsize=10)
     return fig
 
 
-def _bars(results: Sequence[Result]) -> list[tuple[Result, float, float, float]]:
-    """(result, median, low, high) per line, fastest first: one process's median and IQR, or several
-    processes' median of medians and its 95% interval (``bench.selection.aggregate``)."""
-    lines: dict[tuple, list[Result]] = {}
-    for r in results:
-        lines.setdefault(r.line, []).append(r)
-    bars = []
-    for members in lines.values():
-        summary = aggregate(members)
-        if len(members) > 1 and summary.low_ms is not None:
-            bars.append((members[-1], summary.median_ms, summary.low_ms, summary.high_ms))
-        else:
-            r = members[-1]
-            bars.append((r, r.median_ms, r.ms("q1"), r.ms("q3")))
-    return sorted(bars, key=lambda bar: bar[1])
-
-
-def _accuracy(plt: Any, group: GroupKey, members: Sequence[Result]) -> Any:
-    results = [r for r in members if r.accuracy and r.accuracy.history]
-    if not results:
+def _accuracy(plt: Any, group: Group) -> Any:
+    histories = sorted(group.histories(), key=lambda item: _line_order(item[0]))
+    if not histories:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     epochs: set[float] = set()
-    for r in sorted(results, key=lambda r: r.backend):
-        points = [(h["epoch"], h["val_accuracy"]) for h in r.accuracy.history if h.get("val_accuracy") is not None]
+    labelled: set[tuple] = set()
+    for line, history in histories:
+        points = [(h["epoch"], h["val_accuracy"]) for h in history if h.get("val_accuracy") is not None]
         if points:
             epochs.update(e for e, _ in points)
-            ax.plot(*zip(*points, strict=True), marker="o", label=_line_label(r, results).replace("\n", ", "))
-    for target in {r.accuracy.target_accuracy for r in results}:
+            label = _line_label(line, group).replace("\n", ", ")
+            ax.plot(*zip(*points, strict=True), marker="o", color=backend_colour(line.backend),
+                    label=None if line.key in labelled else label)  # several seeds: one legend entry
+            labelled.add(line.key)
+    for target in sorted({line.target_accuracy for line, _ in histories if line.target_accuracy is not None}):
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:g}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("val_accuracy")
@@ -121,7 +138,7 @@ def _accuracy(plt: Any, group: GroupKey, members: Sequence[Result]) -> Any:
         ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9)
-    ax.set_title(f"val_accuracy per epoch\n{group.label}", fontsize=10)
+    ax.set_title(f"val_accuracy per epoch\n{group.key.label}", fontsize=10)
     return fig
 
 
@@ -130,16 +147,15 @@ def _curves(plt: Any, group: parity.ParityGroup) -> Any:
     import numpy as np
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     epochs_seen: set[int] = set()
-    for i, backend in enumerate(group.backends):
+    for backend in sorted(group.backends, key=lambda b: (backend_order(b.line[0]), b.line)):
         histories = [run.history for run in backend.ok_runs if run.history]
         if not histories:
             continue
         length = min(len(h) for h in histories)  # a run cut short draws only the epochs all seeds have
         epochs = [histories[0][e]["epoch"] for e in range(length)]
         epochs_seen.update(epochs)
-        color = colors[i % len(colors)]
+        color = backend_colour(backend.line[0])
         for ax, metric in zip(axes, ("val_accuracy", "val_loss"), strict=True):
             values = np.array([[h[e][metric] for e in range(length)] for h in histories], dtype=float)
             for row in values:
@@ -158,19 +174,21 @@ def _curves(plt: Any, group: parity.ParityGroup) -> Any:
     return fig
 
 
-def _scaling(plt: Any, results: Sequence[Result]) -> list[tuple[str, Any]]:
+def _scaling(plt: Any, sweep: Sequence[Result]) -> list[tuple[str, Any]]:
     """Log-log plots of ms/step against batch size and against maxlen, one line per backend."""
     figures = []
     for axis, label in (("batch_size", "batch size"), ("maxlen", "sequence length (maxlen)")):
-        panels = [(kind, scaling.series(results, kind, axis)) for kind in ("train_step", "predict_step")]
+        panels = [(kind, scaling.series(sweep, kind, axis)) for kind in ("train_step", "predict_step")]
         panels = [(kind, series) for kind, series in panels if series]
         if not panels:
             continue
         fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
         for ax, (kind, series) in zip(axes[0], panels, strict=True):
-            for backend, points in sorted(series.items()):
+            for backend in sorted(series, key=backend_order):
+                points = series[backend]
                 xs = sorted(points)
-                ax.plot(xs, [points[x].median_ms for x in xs], marker="o", label=backend)
+                ax.plot(xs, [points[x].median_ms for x in xs], marker="o", label=backend,
+                        color=backend_colour(backend))
             ax.set(xscale="log", yscale="log", xlabel=label, ylabel="median ms per step",
                    title=kind.replace("_", " "))
             ax.grid(True, which="both", alpha=0.3)
@@ -179,25 +197,27 @@ def _scaling(plt: Any, results: Sequence[Result]) -> list[tuple[str, Any]]:
     return figures
 
 
-def _efficiency(plt: Any, results: Sequence[Result]) -> Any:
+def _efficiency(plt: Any, report: Report) -> Any:
     """Scaling efficiency against N, one line per backend, layout kind and scaling (N = 1 is 1 by definition)."""
-    rows = [r for r in data_parallel_rows(results) if r.step.scaling and r.step.scaling.efficiency is not None]
+    rows = [p for p in report.parallel_steps if p.efficiency is not None]
     if not rows:
         return None
-    lines: dict[str, list[tuple[int, float]]] = {}
-    for r in rows:
-        kind = "devices" if r.layout.mode == "devices" else "processes"
-        label = f"{r.backend} ({r.context.device_name}), {kind}, {r.layout.scaling}"
-        label += ", simulated" if r.simulated else ""
-        lines.setdefault(label, [(1, 1.0)]).append((r.layout.replicas, r.step.scaling.efficiency))
+    lines: dict[tuple, list[tuple[int, float]]] = {}
+    for p in rows:
+        kind = "devices" if p.mode == "devices" else "processes"
+        label = f"{p.backend} ({p.device_name}), {kind}, {p.scaling}" + (", simulated" if p.simulated else "")
+        lines.setdefault((backend_order(p.backend), label, p.backend, kind, p.scaling), [(1, 1.0)]).append(
+            (p.replicas, p.efficiency))
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, points in sorted(lines.items()):
+    for (_, label, backend, kind, weak_or_strong), points in sorted(lines.items()):
         points = sorted(dict(points).items())
-        ax.plot(*zip(*points, strict=True), marker="o", label=label)
-    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="ideal")
+        # Colour: the backend, as in every plot; dashes: N processes; squares: strong scaling.
+        ax.plot(*zip(*points, strict=True), label=label, color=backend_colour(backend),
+                linestyle="-" if kind == "devices" else "--", marker="s" if weak_or_strong == "strong" else "o")
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1, label="ideal")
     ax.set_xticks(sorted({n for points in lines.values() for n, _ in points}))
     ax.set(xlabel="replicas N", ylabel="efficiency: samples/s at N / (N x at 1)", ylim=(0, None))
-    simulated = any(r.simulated for r in rows)
+    simulated = any(p.simulated for p in rows)
     ax.set_title("Data-parallel scaling efficiency" + ("\n(simulated devices on one CPU)" if simulated else ""),
                  fontsize=10)
     ax.grid(alpha=0.3)

@@ -1,13 +1,16 @@
-"""bench.report: loading result files leniently, grouping like with like, tables, plots, the CLI."""
+"""bench.report: loading result files leniently, grouping like with like, one model rendered to md, csv, json and
+the terminal, the CLI."""
 
 import csv
 import io
 import json
 import re
+import sys
 
 import pytest
 
-from bench import plots, report, results, tables
+from bench import parity, report, results, runner, selection, tables
+from bench.__main__ import main
 from tests.conftest import run_cli
 from tests.resultfiles import make_result, write_result
 
@@ -161,17 +164,6 @@ def test_write_report_writes_atomically_and_our_json_report_is_not_a_result(tmp_
     assert len(runs) == 1 and warnings == []
 
 
-def test_plots_are_written(tmp_path):
-    history = [{"epoch": e, "seconds": 5.0, "val_accuracy": 0.6 + 0.1 * e} for e in (1, 2)]
-    write_result(tmp_path, make_result("jax", history=history, accuracy=0.8))
-    write_result(tmp_path, make_result("torch", train=(0.2, 0.03), history=history[:1], accuracy=0.7))
-    rows, _ = load_rows(tmp_path)
-    written = plots.plot(rows, tmp_path / "plots")
-    assert sorted(p.name.split("_")[0] for p in written) == ["accuracy", "latency"]
-    for path in written:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def test_cli_report(tmp_path):
     write_result(tmp_path, make_result("jax"))
     (tmp_path / "bad.json").write_text("{")
@@ -231,3 +223,123 @@ def test_schema_1_files_are_upgraded_as_they_are_read():
     assert {r.kind for r in found} >= {"train_step", "predict_step", "accuracy", "native_train_step"}
     torch_train = next(r for r in found if r.name == "test_train_step[torch-cpu]")
     assert torch_train.context.backend_version == "2.13.0+cpu" and torch_train.context.memory.host_peak_rss_mib > 0
+
+
+# --------------------------------------------------------------------------------- one model, built once
+
+def three_backends(folder, kernels=("cudnn", "generic (lax.scan)", "fused input projection")):
+    """tensorflow, jax and torch at 150, 100 and 231 ms a train step, each with its own LSTM kernel."""
+    for backend, train, predict, accuracy, kernel in (("tensorflow", 0.150, 0.020, 0.812, kernels[0]),
+                                                      ("jax", 0.100, 0.030, 0.805, kernels[1]),
+                                                      ("torch", 0.231, 0.010, 0.798, kernels[2])):
+        document = make_result(backend, train=(train, 0.002), predict=(predict, 0.001), accuracy=accuracy)
+        for bench in document["benchmarks"]:
+            bench["extra_info"]["context"]["kernel"]["name"] = kernel
+        write_result(folder, document)
+    return load_rows(folder)
+
+
+def test_every_output_renders_one_model_built_once(tmp_path, monkeypatch):
+    rows, warnings = three_backends(tmp_path)
+    calls = {"latest": 0, "analyze": 0}
+
+    def counted(name, function):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(report.model, "latest", counted("latest", selection.latest))
+    monkeypatch.setattr(parity, "analyze", counted("analyze", parity.analyze))
+    model = report.build(rows, warnings)
+    assert calls == {"latest": 2, "analyze": 1}  # the tables' newest runs, the data-parallel layouts' newest runs
+    texts = {fmt_name: report.text(model, fmt_name) for fmt_name in report.FORMATS}
+    assert calls == {"latest": 2, "analyze": 1}  # rendering selects nothing again
+    assert texts["md"] == report.render_markdown(rows, warnings) and texts["csv"] == report.render_csv(rows)
+    assert json.loads(texts["json"])["groups"][0]["lines"][0]["backend"] == "jax"
+    assert report.write(model, "json", tmp_path / "out" / "REPORT.json") == texts["json"]
+    assert (tmp_path / "out" / "REPORT.json").read_text() == texts["json"]
+
+
+def test_json_groups_are_the_markdown_tables(tmp_path):
+    # Sweep points get scaling tables, not comparison tables: in the markdown and in the JSON alike.
+    write_result(tmp_path, make_result("jax"))
+    write_result(tmp_path, make_result("jax", profile="sweep", batch_size=8, kinds=("train_step",)), "sweep.json")
+    rows, _ = load_rows(tmp_path)
+    document = json.loads(report.render(rows, "json"))
+    assert [group["label"] for group in document["groups"]] == [group.key.label for group in report.build(rows).groups]
+    assert [group["key"]["profile"] for group in document["groups"]] == ["quick"]
+    assert len(document["rows"]) == 4  # every benchmark, the sweep point included
+
+
+# ---------------------------------------------------------------------------------- the terminal table
+
+def terminal_rows(text):
+    """{first word of the backend cell: the rest of its row split on runs of 2+ spaces} of a rendered table."""
+    rows = {}
+    for line in text.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if cells and cells[0].split(" ")[0] in ("tensorflow", "jax", "torch"):
+            rows[cells[0].split(" ")[0]] = cells
+    return rows
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["rich", "plain"])
+def test_terminal_table_holds_the_columns_read_first(tmp_path, plain):
+    rows, _ = three_backends(tmp_path)
+    model = report.build(rows)
+    text = report.terminal.render(model, width=160, plain=plain)
+    assert text.splitlines()[0] == "quick profile · synthetic data · batch 32 · maxlen 200 · cpu"
+    for word in ("Backend", "Train", "ms/step", "Predict", "ms/batch", "Accuracy", "Speed", "fastest", "LSTM kernel"):
+        assert word in text
+    for wide in ("IQR", "p50", "Harness", "Keras/native", "samples/s", "J/step"):  # REPORT.md's other columns
+        assert wide not in text
+    table = terminal_rows(text)
+    assert list(table) == ["jax", "tensorflow", "torch"]  # fastest first, as in REPORT.md
+    assert table["jax"] == ["jax 1.0.0", "100", "30.0", "0.805", "1.00x", "generic (lax.scan)"]
+    assert table["tensorflow"] == ["tensorflow 1.0.0", "150", "20.0", "0.812", "1.50x slower", "cudnn"]
+    assert table["torch"] == ["torch 1.0.0", "231", "10.0", "0.798", "2.31x slower", "fused input projection"]
+    assert max(map(len, text.splitlines())) <= 160
+
+
+def test_terminal_table_without_rich_is_plain_aligned_text(tmp_path, monkeypatch):
+    rows, _ = three_backends(tmp_path)
+    model = report.build(rows)
+    for name in ("rich", "rich.box", "rich.console", "rich.table", "rich.text"):
+        monkeypatch.setitem(sys.modules, name, None)  # import rich now fails, as where the extra is missing
+    text = report.terminal_table(model, width=160)
+    assert text == report.terminal.render(model, plain=True)
+    assert "Speed vs fastest" in text and terminal_rows(text)["torch"][4] == "2.31x slower"
+
+
+def test_terminal_table_names_seeds_failures_and_the_rest_of_the_report(tmp_path):
+    write_result(tmp_path, make_result("jax", accuracy=None, status="failed: loss is nan at epoch 1"))
+    write_result(tmp_path, make_result("torch", finished=False, kinds=("train_step",)))
+    rows, _ = load_rows(tmp_path)
+    text = report.terminal_table(report.build(rows, ["x.json: skipped"]), width=160)
+    table = terminal_rows(text)
+    assert table["jax"][3] == "failed" and table["torch"][0] == "torch 1.0.0 (incomplete)"
+    assert text.rstrip().endswith("Also in the full report: skipped files.")
+    assert report.terminal_table(report.build([])) == "No results.\n"
+
+
+def test_run_ends_with_the_compact_table_and_writes_the_wide_one(tmp_path, monkeypatch, capsys):
+    def planted(backends, pytest_args, run_dir, repeat=1):
+        three_backends(run_dir)
+        return [runner.Outcome(backend, "ok") for backend in backends]
+
+    monkeypatch.setattr(runner, "run_backends", planted)
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["run", "--backends", "tensorflow,jax,torch", "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "# kerasbench report" not in out and "| Train IQR ms |" not in out  # the wide table stays in the file
+    assert terminal_rows(out)["tensorflow"][4] == "1.50x slower"
+    assert (tmp_path / "run" / "REPORT.md").read_text().startswith("# kerasbench report")
+    assert any(p.suffix == ".png" for p in (tmp_path / "run").iterdir())
+
+
+def test_cli_report_terminal_format(tmp_path):
+    three_backends(tmp_path)
+    done = run_cli("report", str(tmp_path), "--format", "terminal", env={"COLUMNS": "160"})
+    assert done.returncode == 0, done.stderr
+    assert terminal_rows(done.stdout)["jax"][4] == "1.00x"

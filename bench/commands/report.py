@@ -24,9 +24,9 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     found, warnings = load_results(results_paths(args.paths), "")
-    output = args.output
+    output, model = args.output, report.build(found, warnings, args.margin)
     try:
-        text = report.write_report(found, warnings, args.format, output, margin=args.margin)
+        text = report.write(model, args.format, output)
     except OSError as exc:
         raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     show(text)
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         wrote(output)
     if args.plots:
         try:
-            written = plots.plot(found, args.plots)
+            written = plots.plot(model, args.plots)
         except ImportError:
             raise UsageError("--plots needs matplotlib: pip install 'kerasbench[report]'") from None
         for path in written:

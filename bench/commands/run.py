@@ -32,9 +32,11 @@ def run(args: argparse.Namespace) -> int:
     runs, warnings = load_runs([run_dir], show_warnings=False)  # the report lists them
     found = results.results_of(runs)
     if found:
-        output = run_dir / "REPORT.md"
-        print(report.write_report(found, warnings, "md", output), end="")
+        # The wide table goes to REPORT.md; the terminal gets the columns a person reads first.
+        output, model = run_dir / "REPORT.md", report.build(found, warnings)
+        report.write(model, "md", output)
+        print(report.terminal_table(model), end="")
         wrote(output)
-        for path in plots.plot(found, run_dir):
+        for path in plots.plot(model, run_dir):
             wrote(path)
     return 1 if any(o.failed for o in outcomes) else 0
