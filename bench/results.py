@@ -171,7 +171,7 @@ class Interval:
 
 @dataclass(frozen=True)
 class Energy:
-    """Energy over the timed rounds, from a hardware counter read before and after them (bench.machine).
+    """Energy over the timed rounds, from a hardware counter read before and after them (bench.energy).
 
     NVML's total energy on GPU, RAPL on CPU. Never an estimate: None where no counter was readable.
     """
@@ -290,9 +290,9 @@ class RunInfo:
     # are numbered 0..N-1 (REPEAT_INDEX_ENV); "" for a process started on its own, which is its own run.
     run_id: str = ""
     repeat_index: int = 0
-    # Where it was measured (bench.machine.fingerprint); {} in files written before it was recorded.
+    # Where it was measured (bench.fingerprint); {} in files written before it was recorded.
     fingerprint: dict = field(default_factory=dict)
-    # The device and its state, observed (bench.machine.device_facts): on GPU driver, CUDA, cuDNN, clocks,
+    # The device and its state, observed (bench.gpu.device_facts): on GPU driver, CUDA, cuDNN, clocks,
     # temperature, power and throttle reasons before the first benchmark and after the latest one.
     device_facts: dict = field(default_factory=dict)
 

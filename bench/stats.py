@@ -206,7 +206,7 @@ def seeds_needed(difference: float, sd: float, margin: float, alpha: float = DEF
 
 # ----------------------------------------------------------------------------------------------------
 # Timings: the median's interval, tail percentiles, query counts, noise between processes
-# (used by bench/timing.py, bench/report.py, bench/compare.py, bench/calibrate.py)
+# (used by bench/timing.py, bench/report/, bench/compare.py, bench/calibrate.py)
 # ----------------------------------------------------------------------------------------------------
 
 PERCENTILES = (50, 90, 99)
