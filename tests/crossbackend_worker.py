@@ -1,4 +1,4 @@
-"""Run by test_cross_backend.py under another backend: load weights, predict, save the outputs.
+"""Run by test_model_cross_backend.py under another backend: load weights, predict, save the outputs.
 
 Usage: KERAS_BACKEND=<name> python tests/crossbackend_worker.py WEIGHTS INPUTS OUTPUT
 """

@@ -1,4 +1,4 @@
-"""Run by test_same_start.py under one backend: seeded initial weights and the first training losses.
+"""Run by test_model_same_start.py under one backend: seeded initial weights and the first training losses.
 
 Usage: KERAS_BACKEND=<name> python tests/samestart_worker.py OUTPUT.npz
 
