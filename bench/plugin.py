@@ -19,9 +19,12 @@ from typing import Any, NoReturn
 
 import pytest
 
-from bench import backends, machine, parallel, results, training
+from bench import backends, machine, results, training
 from bench import settings as run_settings
 from bench.data import Dataset, DataSourceError, load_imdb
+from bench.distributed import launcher
+from bench.distributed.engine import Engine, engine_for
+from bench.distributed.layout import rank_from_env
 from bench.variants import check_supported, runtime_switches
 
 
@@ -40,7 +43,7 @@ class RunState:
     gpu_watch: machine.GpuWatch | None = None  # NVML's view of the GPU this run measures on (GPU runs only)
     # The LSTM kernel cross-check per (batch size, maxlen, spy label): the program is the same for each.
     kernel_checks: dict = field(default_factory=dict)
-    engine: parallel.Engine = field(default_factory=parallel.Engine)  # --devices/--processes: its data-parallel engine
+    engine: Engine = field(default_factory=Engine)  # --devices/--processes: its data-parallel engine
 
     @property
     def label(self) -> str:
@@ -79,20 +82,20 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = run_settings.from_options(config.getoption)
         name = backends.selected_backend()
         backends.check_backend(name)
-        check_supported(settings.variant, name)
         layout = settings.layout
-        rank = parallel.rank_from_env() if layout.processes is not None else None
+        rank = rank_from_env() if layout.processes is not None else None
         if layout.processes is not None and rank is None:
             _launch_ranks(config, settings)  # this process only launches the ranks; it never returns
         if rank is not None:
-            parallel.die_with_launcher()
+            launcher.die_with_launcher()
         backends.prepare_environment(settings.device)
         # NVML's view before the backend touches the GPU: any compute process on it then is someone else's.
         watch = machine.GpuWatch() if settings.device != "cpu" else None
-        engines: list[parallel.Engine] = []
+        engines: list[Engine] = []
 
         def start_engine(adapter: backends.Adapter) -> None:  # before the backend starts: devices, process group
-            engines.append(parallel.engine_for(adapter, layout, rank, model_config=settings.model, seed=settings.seed))
+            check_supported(settings.variant, adapter)
+            engines.append(engine_for(adapter, layout, rank, model_config=settings.model, seed=settings.seed))
             engines[0].before_start(adapter)
 
         adapter = backends.configure(settings.device, settings.threads, **runtime_switches(settings.variant),
@@ -117,7 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _launch_ranks(config: pytest.Config, settings: run_settings.RunSettings) -> NoReturn:
-    """Run this same pytest command as --processes N ranks (bench/parallel.py) and end with how they ended.
+    """Run this same pytest command as --processes N ranks (bench/distributed/launcher.py) and end with how they ended.
 
     Rank 0 prints to this terminal and writes the result file; the others log to a folder beside
     it, kept (and named) when a rank fails. This process imports no backend and runs no benchmark.
@@ -127,9 +130,9 @@ def _launch_ranks(config: pytest.Config, settings: run_settings.RunSettings) -> 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     log_dir = settings.results_dir / f"rank-logs_{stamp}_{os.getpid()}"
     try:
-        parallel.run_ranks(params.args, world, cwd=params.dir, device=settings.device, log_dir=log_dir,
+        launcher.run_ranks(params.args, world, cwd=params.dir, device=settings.device, log_dir=log_dir,
                            threads_given=config.getoption("threads") is not None)
-    except parallel.RankFailed as exc:
+    except launcher.RankFailed as exc:
         pytest.exit(f"kerasbench: {exc}", returncode=exc.returncode)
     except KeyboardInterrupt:
         pytest.exit(f"kerasbench: interrupted; all {world} ranks were stopped (logs: {log_dir})",
@@ -222,8 +225,8 @@ def seed(settings: run_settings.RunSettings) -> int:
 
 
 @pytest.fixture(scope="session")
-def layout(pytestconfig: pytest.Config) -> parallel.Engine:
-    """The run's data-parallel engine (bench/parallel.py); ``layout.distributed`` is False on one device."""
+def layout(pytestconfig: pytest.Config) -> Engine:
+    """The run's data-parallel engine (bench/distributed/engine.py); ``layout.distributed`` is False on one device."""
     return state_of(pytestconfig).engine
 
 
@@ -378,7 +381,7 @@ def _save(config: pytest.Config, *, finished: bool, exitstatus: int | None) -> N
         return
     state = state_of(config)
     if state.engine.rank != 0:
-        return  # rank 0 writes the file, with every rank's step times (bench/parallel.py gathers them)
+        return  # rank 0 writes the file, with every rank's step times (bench/distributed/ gathers them)
     # A benchmark that failed after its rounds (before ``record``) has statistics but no record:
     # it is named in the run block instead of being written half-described.
     recorded = [b for b in session.benchmarks if "kind" in b.extra_info]

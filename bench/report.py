@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench import parity, scaling, stats
+from bench.distributed.layout import layout_name as distributed_name
 from bench.results import REPORT_MARKER, GroupKey, Result, json_text, write_json_atomic, write_text_atomic
 from bench.selection import aggregate, by_group, latest, started_order
 from bench.tables import MISSING, data_description, fmt, fmt_ms, speed_text, table
@@ -309,8 +310,7 @@ DP_HEADERS = ("Backend", "Device", "Engine", "Layout", "Scaling", "N", "Batch pe
 
 def layout_name(r: Result) -> str:
     """"dp4" (N devices, one process) or "mp2" (N processes), from the benchmark's layout."""
-    layout = r.layout
-    return f"{'dp' if layout.get('mode') == 'devices' else 'mp'}{layout.get('replicas', 1)}"
+    return distributed_name(r.layout.get("mode"), r.layout.get("replicas", 1))
 
 
 def data_parallel_rows(results: Iterable[Result]) -> list[Result]:

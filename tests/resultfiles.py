@@ -103,3 +103,23 @@ def write_result(folder: Path, document: dict, name: str | None = None) -> Path:
     body = {k: v for k, v in document.items() if k != "kerasbench"}
     results.write(path, body, RunInfo(**block))
     return path
+
+
+def layout_document(layout: str, efficiency: float, *, simulated: bool = True, scaling: str = "weak",
+                    train: tuple[float, float] = (0.100, 0.004)) -> dict:
+    """A jax train-step result of a data-parallel layout ("dp2", "mp4"), as the engine's describe writes it."""
+    mode, n = ("devices" if layout.startswith("dp") else "processes"), int(layout[2:])
+    document = make_result("jax", kinds=("train_step",), train=train, batch_size=32 * n)
+    bench = document["benchmarks"][0]
+    bench["name"] = bench["name"].replace("]", f"-{layout}]")
+    bench["extra_info"]["context"]["layout"] = {
+        "engine": "keras.distribution.DataParallel", "mode": mode, "replicas": n, "processes": 1 if mode == "devices"
+        else n, "scaling": scaling, "per_replica_batch": 32, "global_batch": 32 * n, "simulated": simulated,
+        "simulated_why": "2 XLA host-platform devices share 2 cores" if simulated else None,
+    }
+    bench["extra_info"]["metrics"].update(
+        replicas=n, per_replica_batch=32, slowest_replica_step_s=train[0], samples_per_s=32 * n / train[0],
+        rank_step_s=[train[0]] * (n if mode == "processes" else 1), reference_step_s=train[0] * n * efficiency / n,
+        reference_batch=32, scaling_efficiency=efficiency, equivalence_steps=2, max_weight_diff_vs_one_device=3e-8,
+        ranks_agree=True)
+    return document

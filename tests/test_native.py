@@ -10,7 +10,7 @@ from bench.native.jax import JaxNative
 from bench.native.weights import adam_settings, keras_epsilon, keras_weights
 from model import build_model, initialize_weights
 
-pytestmark = pytest.mark.skipif(not native.is_supported(), reason=native.UNSUPPORTED_REASON)
+pytestmark = pytest.mark.skipif(not native.is_supported(), reason=str(native.why_unsupported()))
 
 BATCH, MAXLEN, VOCAB = 4, 12, 500
 

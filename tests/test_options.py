@@ -129,11 +129,3 @@ def test_variants_are_model_overrides():
     for name, overrides in VARIANTS.items():
         DEFAULT_CONFIG.replace(**overrides)  # every key is a ModelConfig field
         assert name == name.lower() and " " not in name
-
-
-def test_variant_keras_refuses_is_refused_up_front():
-    from bench.variants import check_supported
-
-    check_supported("spe8", "jax")
-    with pytest.raises(ValueError, match="steps_per_execution=1"):
-        check_supported("spe8", "torch")

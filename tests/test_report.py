@@ -9,7 +9,7 @@ import pytest
 
 from bench import plots, report, results, tables
 from tests.conftest import run_cli
-from tests.resultfiles import make_result, write_result
+from tests.resultfiles import layout_document, make_result, write_result
 
 
 def load_rows(*paths):
@@ -231,3 +231,31 @@ def test_schema_1_files_are_upgraded_as_they_are_read():
     assert {r.kind for r in found} >= {"train_step", "predict_step", "accuracy", "native_train_step"}
     torch_train = next(r for r in found if r.name == "test_train_step[torch-cpu]")
     assert torch_train.context.backend_version == "2.13.0+cpu" and torch_train.context.memory["host_peak_rss_mib"] > 0
+
+
+# ---------------------------------------------------------- data-parallel layouts (--devices, --processes)
+
+def test_files_without_a_layout_read_as_one_device(tmp_path):
+    write_result(tmp_path, make_result("jax", kinds=("train_step",)))
+    [result] = results.results_of(results.load([tmp_path])[0])
+    assert result.layout == results.single_device_layout()
+    assert not result.distributed and not result.simulated and result.step.replicas == 1
+
+
+def test_report_shows_scaling_apart_and_labels_simulated_devices(tmp_path):
+    write_result(tmp_path, make_result("jax", kinds=("train_step",)), "single.json")
+    write_result(tmp_path, layout_document("dp2", 0.8), "dp2.json")
+    write_result(tmp_path, layout_document("mp4", 0.5), "mp4.json")
+    found = results.results_of(results.load([tmp_path])[0])
+    text = report.render_markdown(found)
+    section = text.split("## Data-parallel scaling (simulated devices)", 1)[1]
+    assert "| dp2 | weak | 2 | 32 / 64 |" in section and "| 0.80 | 3.0e-08 | simulated |" in section
+    assert "| mp4 | weak | 4 | 32 / 128 |" in section and "| 0.50 | 3.0e-08 | simulated |" in section
+    assert "Simulated: 2 XLA host-platform devices share 2 cores." in section
+    assert text.split("## Data-parallel", 1)[0].count("| jax 1.0.0") == 1  # the main table: one device only
+    rows = report.render_csv(found).splitlines()
+    header = rows[0].split(",")
+    efficiency = sorted(row.split(",")[header.index("scaling_efficiency")] for row in rows[1:])
+    assert efficiency == ["", "0.5", "0.8"]
+    written = plots.plot(found, tmp_path / "plots")
+    assert tmp_path / "plots" / "data_parallel_efficiency.png" in written

@@ -56,3 +56,14 @@ def test_missing_and_failing_backends_do_not_stop_the_run(tmp_path, monkeypatch)
 def test_unknown_backend_in_list_is_a_usage_error():
     proc = run_cli("run", "--backends", "jax,mxnet", timeout=60)
     assert proc.returncode == 2 and "unknown backend(s) mxnet" in proc.stderr
+
+
+def test_a_backend_killed_by_a_signal_without_a_name_is_reported(tmp_path):
+    # A real-time signal has a number but no name in Python: the status says which, instead of failing.
+    import signal
+
+    number = next(n for n in range(signal.SIGRTMIN + 1, signal.SIGRTMAX) if n not in set(signal.Signals))
+    (tmp_path / "pytest.py").write_text(f"import os\nos.kill(os.getpid(), {number})\n")  # `python -m pytest` here
+    side = runner.Side("", tmp_path, tmp_path, "run")
+    outcome = runner._run_one(selected_backend(), [], side, 0, tmp_path / "log.txt")
+    assert outcome.status == f"killed (signal {number})"
