@@ -7,6 +7,7 @@ through the torch adapter's ``distributed_module`` (bench/distributed/engine.py)
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Callable
 from datetime import timedelta
@@ -41,6 +42,10 @@ class TorchDistributedDataParallel(DataParallel):
         self._wrapped: Any = None
 
     def finish(self) -> None:
+        # DDP's reducer holds the process group and its last work: freed first, while Python still runs, so
+        # that no gloo thread is left to the interpreter's teardown (seen once as an abort at exit).
+        self._wrapped = None
+        gc.collect()
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
 
