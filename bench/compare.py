@@ -140,7 +140,7 @@ def compare_results(baseline: Sequence[Result], current: Sequence[Result], thres
             changes.append(Change(name, group, "latency", b and b.median_ms, c and c.median_ms, None, verdict,
                                   baseline_range=b and _range(b), current_range=c and _range(c), note=note))
         elif b.simulated != c.simulated:
-            # Devices simulated on one CPU (bench/parallel.py) are no baseline for real ones, nor the reverse.
+            # Devices simulated on one CPU (bench/distributed/) are no baseline for real ones, nor the reverse.
             changes.append(Change(name, group, "latency", b.median_ms, c.median_ms, None, SIMULATED_VERDICT,
                                   note=f"baseline {'simulated' if b.simulated else 'real'}, current "
                                        f"{'simulated' if c.simulated else 'real'} devices"))

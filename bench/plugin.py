@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from bench import backends, parallel, results, training
+from bench import backends, results, training
 from bench import settings as run_settings
 from bench.data import Dataset, DataSourceError, load_imdb
+from bench.distributed.engine import Engine
 from bench.session import GpuNeighbours, RanksEnded, Session
 
 _SESSION = pytest.StashKey[Session]()
@@ -131,8 +132,8 @@ def seed(settings: run_settings.RunSettings) -> int:
 
 
 @pytest.fixture(scope="session")
-def layout(pytestconfig: pytest.Config) -> parallel.Engine:
-    """The run's data-parallel engine (bench/parallel.py); ``layout.distributed`` is False on one device."""
+def layout(pytestconfig: pytest.Config) -> Engine:
+    """The run's data-parallel engine (bench/distributed/engine.py); ``layout.distributed`` is False on one device."""
     return session_of(pytestconfig).engine
 
 

@@ -14,7 +14,6 @@ ab`` interleaves two checkouts ("sides") the same way: base, head, then head, ba
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.backends import BackendError, check_backend
+from bench.distributed.launcher import killed_by
 from bench.results import REPEAT_INDEX_ENV, RUN_ID_ENV
 from bench.settings import CHECKOUT
 from bench.training import PROGRESS_PREFIX
@@ -153,7 +153,7 @@ def _run_one(name: str, pytest_args: list[str], side: Side, repeat_index: int, l
         return Outcome(name, "no benchmark matched (check -k and the benchmark names: pytest bench/ --collect-only)",
                        seconds, log)
     if code < 0:
-        return Outcome(name, f"killed ({signal.Signals(-code).name})", seconds, log)
+        return Outcome(name, f"killed ({killed_by(code)})", seconds, log)
     return Outcome(name, f"failed (exit {code}): {_last_error(log)}", seconds, log)
 
 

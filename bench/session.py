@@ -16,8 +16,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import backends, energy, fingerprint, gpu, parallel, results
+from bench import backends, energy, fingerprint, gpu, results
 from bench.data import Dataset
+from bench.distributed import launcher
+from bench.distributed.engine import Engine, engine_for
+from bench.distributed.layout import rank_from_env
 from bench.settings import RunSettings
 from bench.variants import check_supported, runtime_switches
 
@@ -42,7 +45,7 @@ class Session:
 
     settings: RunSettings
     adapter: backends.Adapter
-    engine: parallel.Engine  # --devices/--processes: its data-parallel engine; a plain Engine on one device
+    engine: Engine  # --devices/--processes: its data-parallel engine; a plain Engine on one device
     started: datetime
     gpu_watch: gpu.GpuWatch | None = None  # NVML's view of the GPU this run measures on (GPU runs only)
     gpu_problem: str | None = None  # why the GPU may be shared, to warn about
@@ -62,22 +65,21 @@ class Session:
         command) and raises ``RanksEnded`` when they are done; it imports no backend.
         Bad options raise ``backends.BackendError`` or ``ValueError``.
         """
-        name = backends.selected_backend()
-        backends.check_backend(name)
-        check_supported(settings.variant, name)
+        backends.check_backend(backends.selected_backend())
         layout = settings.layout
-        rank = parallel.rank_from_env() if layout.processes is not None else None
+        rank = rank_from_env() if layout.processes is not None else None
         if layout.processes is not None and rank is None:
             launch_ranks(settings, args, cwd=cwd, threads_given=threads_given)
         if rank is not None:
-            parallel.die_with_launcher()
+            launcher.die_with_launcher()
         backends.prepare_environment(settings.device)
         # NVML's view before the backend touches the GPU: any compute process on it then is someone else's.
         watch = gpu.GpuWatch() if settings.device != "cpu" else None
-        engines: list[parallel.Engine] = []
+        engines: list[Engine] = []
 
         def start_engine(adapter: backends.Adapter) -> None:  # before the backend starts: devices, process group
-            engines.append(parallel.engine_for(adapter, layout, rank, model_config=settings.model, seed=settings.seed))
+            check_supported(settings.variant, adapter)  # the adapter's capability flags need its framework
+            engines.append(engine_for(adapter, layout, rank, model_config=settings.model, seed=settings.seed))
             engines[0].before_start(adapter)
 
         adapter = backends.configure(settings.device, settings.threads, **runtime_switches(settings.variant),
@@ -185,9 +187,9 @@ def launch_ranks(settings: RunSettings, args: Sequence[str], *, cwd: Path, threa
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     log_dir = settings.results_dir / f"rank-logs_{stamp}_{os.getpid()}"
     try:
-        parallel.run_ranks(args, world, cwd=cwd, device=settings.device, log_dir=log_dir,
+        launcher.run_ranks(args, world, cwd=cwd, device=settings.device, log_dir=log_dir,
                            threads_given=threads_given)
-    except parallel.RankFailed as exc:
+    except launcher.RankFailed as exc:
         raise RanksEnded(f"kerasbench: {exc}", exc.returncode) from None
     except KeyboardInterrupt:
         raise RanksEnded(f"kerasbench: interrupted; all {world} ranks were stopped (logs: {log_dir})",

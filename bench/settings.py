@@ -16,8 +16,8 @@ from pathlib import Path
 
 from bench.backends import DEVICES
 from bench.data import SOURCES
+from bench.distributed.layout import MAX_REPLICAS, SCALINGS, Layout
 from bench.fingerprint import usable_cpus
-from bench.parallel import MAX_REPLICAS, SCALINGS, Layout
 from bench.profiles import DEFAULT_PROFILE, PROFILES, AdaptiveRounds, Profile, get_profile
 from bench.variants import DEFAULT_VARIANT, VARIANTS, get_variant
 from model import DEFAULT_CONFIG, ModelConfig
@@ -120,7 +120,7 @@ class RunSettings:
     seeds: tuple[int, ...] = ()  # the accuracy benchmark runs once per seed; empty means (seed,)
     rounds: str = "profile"  # step benchmarks' rounds: "profile", "adaptive" or "fixed" (ROUNDS)
     strict_gpu: bool = False  # other processes on the GPU: an error (True) or a warning
-    layout: Layout = field(default_factory=Layout)  # --devices/--processes/--scaling (bench/parallel.py)
+    layout: Layout = field(default_factory=Layout)  # --devices/--processes/--scaling (bench/distributed/)
 
     @property
     def accuracy_seeds(self) -> tuple[int, ...]:

@@ -23,7 +23,8 @@ def test_accuracy(benchmark, target, seed, model, imdb, settings, record, progre
         if failure is None:
             try:
                 epoch = len(epochs) + 1
-                epochs.append(layout.fit_epoch(model, imdb, epoch, settings.model.batch_size, seed, progress))
+                epochs.append(training.fit_epoch(model, imdb, epoch, settings.model.batch_size, seed, progress,
+                                                  engine=layout))
             except training.NonFiniteLoss as exc:
                 failure = exc
 

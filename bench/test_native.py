@@ -10,7 +10,7 @@ import pytest
 
 from bench import native, timing
 
-pytestmark = pytest.mark.skipif(not native.is_supported(), reason=native.UNSUPPORTED_REASON)
+pytestmark = pytest.mark.skipif(not native.is_supported(), reason=str(native.why_unsupported()))
 
 
 def record_native(record, benchmark, kind, metrics, model, shape):

@@ -5,7 +5,7 @@ from bench import timing
 
 def test_train_step(benchmark, target, shape, model, imdb, settings, record, layout):
     p = settings.profile
-    if layout.distributed:  # --devices / --processes: the backend's data-parallel engine (bench/parallel.py)
+    if layout.distributed:  # --devices / --processes: the backend's data-parallel engine (bench/distributed/)
         metrics = layout.bench_train_step(benchmark, model, imdb.x_train, imdb.y_train, shape, rounds=p.train_rounds,
                                           warmup_rounds=p.warmup_rounds, staged_batches=p.staged_batches,
                                           adaptive=settings.adaptive)

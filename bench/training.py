@@ -1,4 +1,4 @@
-"""Training to accuracy: epochs of ``model.fit`` over identical batches on every backend."""
+"""Training to accuracy: epochs over identical batches on every backend, one loop for one device and N."""
 
 from __future__ import annotations
 
@@ -37,33 +37,78 @@ class EpochRecord:
         return asdict(self)
 
 
+class OneDevice:
+    """What an epoch runs on without a data-parallel engine: every row of each batch here, through ``fit``.
+
+    A data-parallel engine (bench/distributed/engine.py) supplies what differs: the global batch,
+    this process's rows of it, whether its processes must stop in lockstep, and how the epoch's
+    steps run. Everything else of an epoch is ``fit_epoch``'s, the same for one device and N.
+    """
+
+    lockstep = False  # several processes must all stop at the same step (their collectives pair up)
+
+    def global_batch(self, batch_size: int) -> int:
+        return batch_size
+
+    def local_rows(self, global_batch: int) -> slice:
+        """This process's rows of each global batch."""
+        return slice(0, global_batch)
+
+    def fit(self, model: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+            local_batch: int, callbacks: list) -> dict:
+        """One epoch over ``train`` (in order), then validation; loss, accuracy, val_loss and val_accuracy."""
+        history = model.fit(*train, batch_size=local_batch, epochs=1, shuffle=False, verbose=0,
+                            validation_data=val, callbacks=callbacks)
+        return last_logs(history)
+
+
+def last_logs(history: Any) -> dict:
+    """The epoch's loss, accuracy, val_loss and val_accuracy from a ``fit`` History."""
+    return {key: float(history.history[key][-1]) for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+
+
+def batch_order(samples: int, seed: int, epoch: int) -> np.ndarray:
+    """The order an epoch visits the training rows in: drawn with NumPy, the same on every backend and layout."""
+    return np.random.default_rng(seed + epoch).permutation(samples)
+
+
 def fit_epoch(model: Any, data: Dataset, epoch: int, batch_size: int, seed: int,
-              progress: Progress | None = None) -> EpochRecord:
+              progress: Progress | None = None, engine: OneDevice | None = None) -> EpochRecord:
     """Train one epoch (full batches only, in a seeded order) and validate; ``epoch`` is 1-based.
 
     The order is drawn with NumPy, not by ``fit(shuffle=True)``, so every backend sees the same
     batches. Partial last batches are dropped from both splits: they would retrace on JAX/TF.
+    With a data-parallel ``engine`` the batches are global ones (``--scaling``), each process
+    trains on its rows of each, and the engine runs the steps; the order, the NaN check (which
+    stops training at the first non-finite loss) and the clock are the same as on one device.
     """
-    n_train = len(data.y_train) // batch_size * batch_size
-    n_test = len(data.y_test) // batch_size * batch_size
-    order = np.random.default_rng(seed + epoch).permutation(len(data.y_train))[:n_train]
+    engine = engine or OneDevice()
+    global_batch = engine.global_batch(batch_size)
+    n_train = len(data.y_train) // global_batch * global_batch
+    n_test = len(data.y_test) // global_batch * global_batch
+    if n_train < global_batch or n_test < global_batch:
+        raise ValueError(f"batch {global_batch} is larger than the data ({len(data.y_train)} train, "
+                         f"{len(data.y_test)} validation reviews)")
+    order = batch_order(len(data.y_train), seed, epoch)[:n_train]
+    rows = engine.local_rows(global_batch)
 
-    check = loss_check(epoch)
+    def local(a: np.ndarray) -> np.ndarray:
+        """This process's rows of each global batch of ``a``, batch after batch."""
+        return a.reshape(-1, global_batch, *a.shape[1:])[:, rows].reshape(-1, *a.shape[1:])
+
+    train = local(data.x_train[order]), local(data.y_train[order].astype("float32"))
+    val = local(data.x_test[:n_test]), local(data.y_test[:n_test].astype("float32"))
+    check = loss_check(epoch, lockstep=engine.lockstep)
+    callbacks = [check, *([progress.callback(epoch)] if progress else [])]
     start = time.perf_counter()
-    history = model.fit(
-        data.x_train[order], data.y_train[order].astype("float32"),
-        batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
-        validation_data=(data.x_test[:n_test], data.y_test[:n_test].astype("float32")),
-        callbacks=[check, *([progress.callback(epoch)] if progress else [])],
-    )
+    logs = engine.fit(model, train, val, len(range(global_batch)[rows]), callbacks)
     backends.current().sync()  # fit already read its metrics back; this also drains any queued CUDA work
     seconds = time.perf_counter() - start
     check.raise_if_failed()
-    h = {key: float(values[-1]) for key, values in history.history.items()}
-    return EpochRecord(epoch, seconds, h["loss"], h["accuracy"], h["val_loss"], h["val_accuracy"])
+    return EpochRecord(epoch, seconds, logs["loss"], logs["accuracy"], logs["val_loss"], logs["val_accuracy"])
 
 
-def loss_check(epoch: int) -> Any:
+def loss_check(epoch: int, lockstep: bool = False) -> Any:
     """A Keras callback that stops ``fit`` at the first non-finite training loss of epoch ``epoch`` (1-based).
 
     It is ``async_safe``: on backends Keras calls thread-safe (JAX, PyTorch), batch-end callbacks
@@ -73,14 +118,17 @@ def loss_check(epoch: int) -> Any:
     then ends in a device sync). On TensorFlow Keras dispatches callbacks in the loop either way.
     As threads may finish out of order, the earliest bad step is kept; ``fit`` is asked to stop,
     and ``raise_if_failed`` raises ``NonFiniteLoss`` naming that epoch and step once ``fit`` returned.
+
+    With ``lockstep`` (several processes, whose losses are the same global value) it is not
+    ``async_safe``: the check then runs in the loop after each step, so every process stops at the
+    same step; stopping one step apart would leave a collective of the other waiting forever.
     """
     import keras
 
     class LossCheck(keras.callbacks.Callback):
-        async_safe = True
-
         def __init__(self) -> None:
             super().__init__()
+            self.async_safe = not lockstep
             self._lock = threading.Lock()
             self._fitting: Any = None
             self.failure: NonFiniteLoss | None = None

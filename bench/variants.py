@@ -8,6 +8,11 @@ before the backend runs anything.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.backends import Adapter
+
 DEFAULT_VARIANT = "default"
 
 VARIANTS: dict[str, dict] = {
@@ -28,21 +33,19 @@ RUNTIME: dict[str, dict] = {
 }
 
 
-# Variants Keras refuses on a backend, and Keras's reason: refused up front, not mid-run.
-UNSUPPORTED: dict[tuple[str, str], str] = {
-    ("spe8", "torch"): "Keras's PyTorch trainer requires steps_per_execution=1",
-    ("flush-denormals", "tensorflow"): "it is a PyTorch switch; TensorFlow's CPU threads flush denormals already "
-                                       "(each record's runtime.denormals shows what was observed)",
-    ("flush-denormals", "jax"): "it is a PyTorch switch; XLA:CPU flushes denormals already "
-                                "(each record's runtime.denormals shows what was observed)",
+# The capability of the backend's adapter a variant needs (a flag of bench.backends.Adapter): where the
+# adapter lacks it the variant is refused up front, with the adapter's reason (Keras's own), not mid-run.
+NEEDS: dict[str, str] = {
+    "spe8": "supports_steps_per_execution",
+    "flush-denormals": "supports_flush_denormals",
 }
 
 
-def check_supported(name: str, backend: str) -> None:
-    """Raise ValueError when Keras does not support variant ``name`` on ``backend``."""
-    reason = UNSUPPORTED.get((name, backend))
-    if reason:
-        raise ValueError(f"variant {name!r} cannot run on the {backend} backend: {reason}.")
+def check_supported(name: str, adapter: Adapter | type[Adapter]) -> None:
+    """Raise ValueError when variant ``name`` cannot run on ``adapter``'s backend."""
+    why = adapter.lacks(NEEDS[name]) if name in NEEDS else None
+    if why:
+        raise ValueError(f"variant {name!r} cannot run on the {adapter.name} backend: {why}.")
 
 
 def get_variant(name: str) -> dict:

@@ -11,7 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from bench import results
-from bench.results import AccuracyMetrics, Context, Kernel, Memory, Record, RunInfo, StepMetrics
+from bench.results import (
+    AccuracyMetrics,
+    Context,
+    Equivalence,
+    Kernel,
+    Memory,
+    Record,
+    ReplicaLayout,
+    RunInfo,
+    Scaling,
+    StepMetrics,
+)
 
 KINDS = ("train_step", "predict_step", "accuracy")
 
@@ -103,3 +114,24 @@ def write_result(folder: Path, document: dict, name: str | None = None) -> Path:
     body = {k: v for k, v in document.items() if k != "kerasbench"}
     results.write(path, body, RunInfo(**block))
     return path
+
+
+def layout_document(layout: str, efficiency: float, *, simulated: bool = True, scaling: str = "weak",
+                    train: tuple[float, float] = (0.100, 0.004)) -> dict:
+    """A jax train-step result of a data-parallel layout ("dp2", "mp4"), as the engine's describe writes it."""
+    mode, n = ("devices" if layout.startswith("dp") else "processes"), int(layout[2:])
+    document = make_result("jax", kinds=("train_step",), train=train, batch_size=32 * n)
+    bench = document["benchmarks"][0]
+    bench["name"] = bench["name"].replace("]", f"-{layout}]")
+    bench["extra_info"]["context"]["layout"] = dataclasses.asdict(ReplicaLayout(
+        engine="keras.distribution.DataParallel", mode=mode, replicas=n, processes=1 if mode == "devices" else n,
+        scaling=scaling, per_replica_batch=32, global_batch=32 * n, simulated=simulated,
+        simulated_why="2 XLA host-platform devices share 2 cores" if simulated else None,
+    ))
+    ranks = n if mode == "processes" else 1
+    scaled = Scaling(slowest_replica_step_s=train[0], rank_step_s=[train[0]] * ranks, reference_batch=32,
+                     reference_step_s=train[0] * n * efficiency / n, efficiency=efficiency)
+    equivalence = Equivalence(steps=2, ranks_agree=True, max_weight_diff_vs_one_device=3e-8)
+    bench["extra_info"]["metrics"].update(samples_per_s=32 * n / train[0], scaling=dataclasses.asdict(scaled),
+                                          equivalence=dataclasses.asdict(equivalence))
+    return document

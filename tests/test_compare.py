@@ -15,7 +15,7 @@ from bench import calibrate, report, results
 from bench import compare as cmp
 from bench.commands.options import confidence_level, fraction
 from tests.conftest import run_cli as run_bench_cli
-from tests.resultfiles import make_result, write_result
+from tests.resultfiles import layout_document, make_result, write_result
 
 MACHINE = {"cpu_model": "Test CPU 1", "usable_cores": 2, "logical_cpus": 2, "threads": 2, "gpu": None,
            "gpu_driver": None, "os": "Linux-6", "python": "3.11.7", "backend": "jax", "backend_version": "1.0.0",
@@ -446,3 +446,14 @@ def test_exports_write_null_not_nan(tmp_path):
     strict_json(report.render(broken, "json"))  # printed JSON too: it is redirected into files
     csv_text = (tmp_path / "report.csv").read_text()
     assert not {"nan", "inf", "-inf", "NaN", "Infinity"} & set(csv_text.replace("\n", ",").split(","))
+
+
+def test_compare_never_pairs_simulated_with_real_devices(tmp_path):
+    base = write_result(tmp_path, layout_document("dp2", 0.8, simulated=True), "base.json")
+    cur = write_result(tmp_path, layout_document("dp2", 0.8, simulated=False, train=(0.5, 0.004)), "cur.json")
+    changes, regressions = cmp.compare([base], [cur])
+    assert not regressions  # 5x slower, but a simulated layout is no baseline for real devices
+    assert [c.verdict for c in changes] == [cmp.SIMULATED_VERDICT]
+    same = write_result(tmp_path, layout_document("dp2", 0.8, simulated=True, train=(0.5, 0.004)), "same.json")
+    [change] = cmp.compare([base], [same])[0]  # like with like is still compared
+    assert change.verdict != cmp.SIMULATED_VERDICT and change.change == pytest.approx(400)

@@ -11,7 +11,7 @@ from bench.native.weights import adam_settings, keras_epsilon, keras_weights
 from model import build_model, initialize_weights
 
 pytestmark = [pytest.mark.per_backend,
-              pytest.mark.skipif(not native.is_supported(), reason=native.UNSUPPORTED_REASON)]
+              pytest.mark.skipif(not native.is_supported(), reason=str(native.why_unsupported()))]
 
 BATCH, MAXLEN, VOCAB = 4, 12, 500
 

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from bench import parity, report, results, runner, selection, tables
+from bench import parity, plots, report, results, runner, selection, tables
 from bench.__main__ import main
 from tests.conftest import run_cli
-from tests.resultfiles import make_result, write_result
+from tests.resultfiles import layout_document, make_result, write_result
 
 
 def load_rows(*paths):
@@ -343,3 +343,31 @@ def test_cli_report_terminal_format(tmp_path):
     done = run_cli("report", str(tmp_path), "--format", "terminal", env={"COLUMNS": "160"})
     assert done.returncode == 0, done.stderr
     assert terminal_rows(done.stdout)["jax"][4] == "1.00x"
+
+
+# ---------------------------------------------------------- data-parallel layouts (--devices, --processes)
+
+def test_files_without_a_layout_read_as_one_device(tmp_path):
+    write_result(tmp_path, make_result("jax", kinds=("train_step",)))
+    [result] = results.results_of(results.load([tmp_path])[0])
+    assert result.layout == results.ReplicaLayout()
+    assert not result.distributed and not result.simulated and result.layout.replicas == 1
+
+
+def test_report_shows_scaling_apart_and_labels_simulated_devices(tmp_path):
+    write_result(tmp_path, make_result("jax", kinds=("train_step",)), "single.json")
+    write_result(tmp_path, layout_document("dp2", 0.8), "dp2.json")
+    write_result(tmp_path, layout_document("mp4", 0.5), "mp4.json")
+    found = results.results_of(results.load([tmp_path])[0])
+    text = report.render_markdown(found)
+    section = text.split("## Data-parallel scaling (simulated devices)", 1)[1]
+    assert "| dp2 | weak | 2 | 32 / 64 |" in section and "| 0.80 | 3.0e-08 | simulated |" in section
+    assert "| mp4 | weak | 4 | 32 / 128 |" in section and "| 0.50 | 3.0e-08 | simulated |" in section
+    assert "Simulated: 2 XLA host-platform devices share 2 cores." in section
+    assert text.split("## Data-parallel", 1)[0].count("| jax 1.0.0") == 1  # the main table: one device only
+    rows = report.render_csv(found).splitlines()
+    header = rows[0].split(",")
+    efficiency = sorted(row.split(",")[header.index("scaling_efficiency")] for row in rows[1:])
+    assert efficiency == ["", "0.5", "0.8"]
+    written = plots.plot(found, tmp_path / "plots")
+    assert tmp_path / "plots" / "data_parallel_efficiency.png" in written

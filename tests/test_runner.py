@@ -72,3 +72,14 @@ def test_a_backend_not_installed_is_skipped_not_failed():
     assert not runner.Outcome("jax", "ok").failed and not runner.Outcome("jax", "not installed").failed
     assert runner.Outcome("jax", "failed (exit 1): boom").failed and runner.Outcome("jax", "killed (SIGKILL)").failed
     assert runner.Outcome("jax", "interrupted").failed
+
+
+def test_a_backend_killed_by_a_signal_without_a_name_is_reported(tmp_path):
+    # A real-time signal has a number but no name in Python: the status says which, instead of failing.
+    import signal
+
+    number = next(n for n in range(signal.SIGRTMIN + 1, signal.SIGRTMAX) if n not in set(signal.Signals))
+    (tmp_path / "pytest.py").write_text(f"import os\nos.kill(os.getpid(), {number})\n")  # `python -m pytest` here
+    side = runner.Side("", tmp_path, tmp_path, "run")
+    outcome = runner._run_one(selected_backend(), [], side, 0, tmp_path / "log.txt")
+    assert outcome.status == f"killed (signal {number})"

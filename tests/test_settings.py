@@ -140,14 +140,6 @@ def test_variants_are_model_overrides():
         assert name == name.lower() and " " not in name
 
 
-def test_variant_keras_refuses_is_refused_up_front():
-    from bench.variants import check_supported
-
-    check_supported("spe8", "jax")
-    with pytest.raises(ValueError, match="steps_per_execution=1"):
-        check_supported("spe8", "torch")
-
-
 @pytest.mark.parametrize(("args", "strict"), [([], False), (["--strict-gpu"], True), (["--strict-gpu", "yes"], True),
                                               (["--strict-gpu", "no"], False)])
 def test_strict_gpu_option(args, strict):

@@ -7,8 +7,9 @@ backend's name.
 
 This module imports no backend library: ``check_backend``, ``prepare_environment`` and
 ``is_out_of_memory`` are safe before Keras is imported (and ``prepare_environment`` must run
-before). The native references (bench/native/) also import torch and jax themselves, as
-framework-specific code by design; everything else in kerasbench reaches its backend through
+before). The data-parallel engines (bench/distributed/<framework>.py) and the native references
+(bench/native/) also import their framework, as framework-specific code by design; the adapter
+names them (``implementation``), and everything else in kerasbench reaches its backend through
 the adapter.
 """
 
@@ -45,6 +46,7 @@ __all__ = [
     "compare_kernels",
     "configure",
     "current",
+    "implementation",
     "is_out_of_memory",
     "keep_out",
     "kernel_family",
@@ -160,6 +162,19 @@ def _create() -> Adapter:
     return getattr(module, _ADAPTERS[name])()
 
 
+def implementation(adapter: Adapter | type[Adapter], part: str) -> ModuleType:
+    """The module that implements ``part`` for ``adapter``'s backend, as its class names it (``<part>_module``).
+
+    ``part`` is "distributed" (its data-parallel engine: ``DATA_PARALLEL``) or "native" (its native
+    reference: ``Native``, ``kernel_name``, ``JIT_COMPILE``). The one lookup keyed by the adapter;
+    NotImplementedError with the adapter's reason where it has none.
+    """
+    why = adapter.lacks(f"{part}_module")
+    if why:
+        raise NotImplementedError(why)
+    return importlib.import_module(getattr(adapter, f"{part}_module"))
+
+
 def configure(device: str, threads: int, *, flush_denormals: bool = False,
               before_start: Callable[[Adapter], None] | None = None) -> Adapter:
     """Import the selected backend, set its threads, resolve and check the device; the adapter from now on.
@@ -168,7 +183,7 @@ def configure(device: str, threads: int, *, flush_denormals: bool = False,
     when the backend sees no GPU (naming the install command where the build is CPU-only).
     ``flush_denormals`` sets the backend's flush-to-zero mode (the flush-denormals variant).
     ``before_start(adapter)`` runs once the backend is imported but before it starts (simulated
-    devices and process groups of bench/parallel.py must be set up then).
+    devices and process groups of bench/distributed/ must be set up then).
     """
     global _current
     adapter = _create()

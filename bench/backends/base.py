@@ -117,8 +117,16 @@ class Adapter:
     fused_bidirectional_label: ClassVar[str | None] = "cudnn (fused bidirectional)"
     # What ``device_peak_mib`` covers, where it is not "since reset_memory_stats".
     device_peak_scope: ClassVar[str | None] = None
-    # The backend's own data-parallel engine: a key of bench.parallel.ENGINES.
-    parallel_engine: ClassVar[str]
+    # What this backend has beyond its adapter, as modules (``bench.backends.implementation`` imports them):
+    # its data-parallel engine's primitives, and its native reference (None: none, ``why_not`` says why).
+    distributed_module: ClassVar[str]
+    native_module: ClassVar[str | None] = None
+    # Capabilities that options and variants need, asked of the adapter instead of its name. Where one is
+    # False, ``why_not[flag]`` is the reason the user is shown (Keras's own, where Keras refuses).
+    supports_devices: ClassVar[bool] = True  # --devices N: one process driving N devices
+    supports_steps_per_execution: ClassVar[bool] = True  # the spe8 variant
+    supports_flush_denormals: ClassVar[bool] = False  # the flush-denormals variant: a switch of the backend's own
+    why_not: ClassVar[dict[str, str]] = {}
 
     # The spy patches Keras functions, which are process-wide: so is what it saw.
     _lstm_paths: ClassVar[set[str]] = set()
@@ -129,6 +137,13 @@ class Adapter:
         self._threads_requested: int | None = None
         self._flush_denormals = False
         self._denormals: str | None = None
+
+    @classmethod
+    def lacks(cls, capability: str) -> str | None:
+        """Why this backend lacks ``capability`` (a flag or module attribute above), or None when it has it."""
+        if getattr(cls, capability):
+            return None
+        return cls.why_not.get(capability, f"the {cls.name} backend has no {capability}")
 
     # --- set-up -----------------------------------------------------------------------------
 
@@ -229,10 +244,10 @@ class Adapter:
     def simulate_devices(self, n: int) -> str:
         """Give this one process ``n`` CPU devices (call before the backend starts); returns what they are.
 
-        For ``--devices N`` on a CPU (bench/parallel.py): GPUs, where present, are used instead.
+        For ``--devices N`` on a CPU (bench/distributed/): GPUs, where present, are used instead.
+        Only asked of a backend that ``supports_devices``.
         """
-        raise BackendError(f"the {self.name} backend has no one-process multi-device engine in Keras; "
-                           "use --processes N (one process per device)")
+        raise NotImplementedError
 
     def device_facts(self) -> dict:
         """What the backend says about the device software: CUDA, cuDNN, its own build's versions."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import jax  # absolute import: the real JAX, not this module
 import numpy as np
@@ -27,7 +27,12 @@ class JaxAdapter(Adapter):
     fused_bidirectional_label = "cudnn (fused bidirectional, jax.experimental.rnn)"
     # JAX has no reset: its peak_bytes_in_use is for the process's lifetime.
     device_peak_scope = "process lifetime"
-    parallel_engine = "keras.distribution"
+    distributed_module = "bench.distributed.jax"
+    native_module = "bench.native.jax"
+    why_not: ClassVar[dict[str, str]] = {
+        "supports_flush_denormals": "it is a PyTorch switch; XLA:CPU flushes denormals already "
+                                    "(each record's runtime.denormals shows what was observed)",
+    }
 
     def __init__(self) -> None:
         super().__init__()

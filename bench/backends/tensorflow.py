@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import tensorflow as tf  # absolute import: the real TensorFlow, not this module
@@ -16,7 +16,13 @@ class TensorFlowAdapter(Adapter):
     packages = ("tensorflow", "tensorflow-cpu")
     generic_loop = "tf.while_loop"
     fused_bidirectional_label = None  # Keras 3.15's TensorFlow backend has no fused bidirectional LSTM
-    parallel_engine = "tf.distribute"
+    distributed_module = "bench.distributed.tensorflow"
+    why_not: ClassVar[dict[str, str]] = {
+        "native_module": "no native reference for the tensorflow backend: a TensorFlow user's LSTM is tf.keras, "
+                         "which is Keras itself",
+        "supports_flush_denormals": "it is a PyTorch switch; TensorFlow's CPU threads flush denormals already "
+                                    "(each record's runtime.denormals shows what was observed)",
+    }
 
     def _set_threads(self, threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

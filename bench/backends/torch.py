@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import collections
 import importlib
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch  # absolute import: the real PyTorch, not this module
 
-from bench.backends.base import Adapter, BackendError, describe_program
+from bench.backends.base import Adapter, describe_program
 
 
 class TorchAdapter(Adapter):
@@ -19,7 +19,18 @@ class TorchAdapter(Adapter):
     fused_lstm_label = None  # torch records its own two paths, in _install_backend_lstm_spies
     # One torch._VF.lstm(bidirectional=True) call on CUDA: cuDNN's kernel (the cross-check shows aten::_cudnn_rnn).
     fused_bidirectional_label = "cudnn (fused bidirectional, torch._VF.lstm)"
-    parallel_engine = "torch.distributed"
+    distributed_module = "bench.distributed.torch"
+    native_module = "bench.native.torch"
+    supports_devices = False
+    supports_steps_per_execution = False
+    supports_flush_denormals = True
+    why_not: ClassVar[dict[str, str]] = {
+        "supports_devices": "PyTorch has no one-process multi-device engine in Keras 3.15 (keras.distribution is "
+                            "JAX-only, Keras's torch trainer drives one device, and PyTorch itself recommends "
+                            "DistributedDataParallel over torch.nn.DataParallel). Use --processes N: "
+                            "torch.distributed, one process per device.",
+        "supports_steps_per_execution": "Keras's PyTorch trainer requires steps_per_execution=1",
+    }
 
     def _set_threads(self, threads: int) -> None:
         torch.set_num_threads(threads)
@@ -89,13 +100,6 @@ class TorchAdapter(Adapter):
 
     def gpu_count(self) -> int:
         return torch.cuda.device_count()
-
-    def simulate_devices(self, n: int) -> str:
-        raise BackendError(
-            "--devices: PyTorch has no one-process multi-device engine in Keras 3.15 (keras.distribution is "
-            "JAX-only, Keras's torch trainer drives one device, and PyTorch itself recommends "
-            "DistributedDataParallel over torch.nn.DataParallel). Use --processes N: torch.distributed, one "
-            "process per device.")
 
     def sync(self, value: Any = None) -> None:
         if self.device.kind == "gpu":

@@ -26,21 +26,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from bench import backends, timing
-from bench.native import jax as _jax_native
-from bench.native import torch as _torch_native
 from bench.native.weights import adam_settings, keras_epsilon, keras_weights
 
 __all__ = [
-    "UNSUPPORTED_REASON", "NativeModel", "build_native", "describe", "is_supported", "native_kernel_name",
-    "native_predict_step", "native_train_step",
+    "NativeModel", "build_native", "describe", "is_supported", "native_kernel_name", "native_predict_step",
+    "native_train_step", "why_unsupported",
 ]
-
-UNSUPPORTED_REASON = (
-    "no native reference for the tensorflow backend: a TensorFlow user's LSTM is tf.keras, which is Keras itself"
-)
-
-# Keras backend name -> the module with its reference (``Native``, ``kernel_name``, ``JIT_COMPILE``).
-_REFERENCES: dict[str, ModuleType] = {"torch": _torch_native, "jax": _jax_native}
 
 
 class NativeModel(Protocol):
@@ -55,17 +46,19 @@ class NativeModel(Protocol):
     def get_weights(self) -> list[np.ndarray]: ...
 
 
-def is_supported(name: str | None = None) -> bool:
-    """Whether the (selected) backend has a native reference."""
-    return (name or backends.selected_backend()) in _REFERENCES
+def why_unsupported() -> str | None:
+    """Why the current backend has no native reference (its adapter's reason), or None when it has one."""
+    return backends.current().lacks("native_module")
+
+
+def is_supported() -> bool:
+    """Whether the current backend has a native reference."""
+    return why_unsupported() is None
 
 
 def _reference() -> ModuleType:
-    """The selected backend's reference module; the one place that dispatches on the backend."""
-    module = _REFERENCES.get(backends.selected_backend())
-    if module is None:
-        raise NotImplementedError(UNSUPPORTED_REASON)
-    return module
+    """The current backend's reference (``Native``, ``kernel_name``, ``JIT_COMPILE``), as its adapter names it."""
+    return backends.implementation(backends.current(), "native")
 
 
 def build_native(keras_model: Any) -> NativeModel:
