@@ -64,8 +64,10 @@ test: venv lint
 report: venv
 	$(BIN)/python -m bench report results/baseline --output results/REPORT.md --plots results/baseline
 
+# ruff, and the import layers of pyproject.toml's [tool.importlinter] (no cycles, layers, frameworks kept in place).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf .venv .venv-gpu .pytest_cache .ruff_cache
