@@ -73,12 +73,7 @@ def _line_order(line: Line) -> tuple:
 
 
 def _line_label(line: Line, group: Group) -> str:
-    # Name device or Keras only when they tell lines apart.
-    label = line.backend
-    if len({other.device_name for other in group.lines}) > 1:
-        label += f"\n{line.device_name}"
-    if len({other.keras for other in group.lines}) > 1:
-        label += f"\nkeras {line.keras}"
+    label = "\n".join([line.backend, *group.distinguishing(line)])
     if line.variant != "default":
         label += f"\n[{line.variant}]"
     return label + (" (incomplete)" if line.incomplete else "")

@@ -99,6 +99,15 @@ class Group:
         r = [r for r in self.results if r.line == line.key and r.kind == kind][-1]
         return r.ms("q1"), r.ms("q3")
 
+    def distinguishing(self, line: Line) -> list[str]:
+        """The device and Keras version of ``line`` where they tell this group's lines apart, for short labels."""
+        parts = []
+        if len({other.device_name for other in self.lines}) > 1:
+            parts.append(line.device_name)
+        if len({other.keras for other in self.lines}) > 1:
+            parts.append(f"keras {line.keras}")
+        return parts
+
     def histories(self) -> list[tuple[Line, list[dict]]]:
         """Each accuracy run's (each seed's) per-epoch history, with the line it belongs to."""
         lines = {line.key: line for line in self.lines}

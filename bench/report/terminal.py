@@ -55,12 +55,7 @@ def accuracy_text(line: Line) -> str:
 
 def _name(line: Line, group: Group) -> str:
     # Without REPORT.md's Keras and Device columns, name them where they tell the group's lines apart.
-    name = line.label
-    if len({other.keras for other in group.lines}) > 1:
-        name += f", keras {line.keras}"
-    if len({other.device_name for other in group.lines}) > 1:
-        name += f", {line.device_name}"
-    return name
+    return ", ".join([line.label, *group.distinguishing(line)])
 
 
 def _tables(tables: list[tuple[str, list[list[str]]]], width: int, plain: bool) -> str:
