@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 from statsmodels.stats.power import TTestIndPower, TTestPower
-from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 # ----------------------------------------------------------------------------------------------------
 # Seeds: means, differences and equivalence across backends (used by bench/parity.py, bench/compare.py)
@@ -59,6 +58,11 @@ def _sample(values: Sequence[float]) -> np.ndarray:
     return x
 
 
+def _constant(x: np.ndarray) -> bool:
+    """No spread beyond float rounding (0.9 - 0.8 and 0.8 - 0.7 differ in the last bit): the values are exact."""
+    return bool(np.ptp(x) <= 1e-12 * max(1.0, float(np.max(np.abs(x)))))
+
+
 def _pairs(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     x, y = _sample(a), _sample(b)
     if len(x) != len(y):
@@ -93,7 +97,7 @@ def welch_difference(a: Sequence[float], b: Sequence[float], confidence: float =
     n = len(x) + len(y)
     if min(len(x), len(y)) < 2:
         return Interval(difference, None, None, n, confidence)
-    if np.ptp(x) == 0 and np.ptp(y) == 0:
+    if _constant(x) and _constant(y):
         return Interval(difference, difference, difference, n, confidence)
     ci = sps.ttest_ind(x, y, equal_var=False).confidence_interval(confidence)
     return Interval(difference, float(ci.low), float(ci.high), n, confidence)
@@ -112,8 +116,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     difference = float(np.mean(d))
     if len(d) < 2:
         return Interval(difference, None, None, len(d), confidence)
-    if np.ptp(d) == 0:
-        return Interval(float(d[0]), float(d[0]), float(d[0]), len(d), confidence)
+    if _constant(d):
+        return Interval(difference, difference, difference, len(d), confidence)
     ci = sps.ttest_rel(x, y).confidence_interval(confidence)
     return Interval(difference, float(ci.low), float(ci.high), len(d), confidence)
 
@@ -190,6 +194,10 @@ class Levels:
     look: str = ""  # e.g. "look 3 of 6, O'Brien-Fleming spending"; "" for a fixed design
 
     @property
+    def sequential(self) -> bool:
+        return bool(self.look)
+
+    @property
     def margin_confidence(self) -> float:
         """The interval the margin verdicts read: 1 - 2 * the one-sided level (TOST's 90% at alpha 0.05)."""
         return 1 - 2 * self.margin
@@ -226,70 +234,107 @@ class Equivalence:
         return self.verdict in SETTLED
 
 
-def equivalence(a: Sequence[float], b: Sequence[float], margin: float, levels: Levels = FIXED,
-                paired: bool = True) -> Equivalence:
-    """Where mean(a) - mean(b) lies against ±``margin``: the four verdicts of a TOST and its mirror.
+@dataclass(frozen=True)
+class Judgement:
+    """The verdicts of many comparisons at once (``judge``): one entry per row."""
 
-    Paired (``a[i]``, ``b[i]`` from the same seed): the tests are on the per-seed differences, TOST by
-    ``statsmodels.stats.weightstats.ttost_paired`` and the test of no difference by
-    ``scipy.stats.ttest_rel``. Unpaired (samples sharing no seed): ``ttost_ind(usevar="unequal")``
-    and Welch's ``scipy.stats.ttest_ind(equal_var=False)``. The verdicts, each at ``levels``:
+    verdict: np.ndarray
+    p_tost: np.ndarray
+    p_equal: np.ndarray
+    low: np.ndarray  # the ``levels.margin_confidence`` interval
+    high: np.ndarray
+    zero_low: np.ndarray  # the ``levels.zero_confidence`` interval
+    zero_high: np.ndarray
 
-    * EQUIVALENT: TOST rejects "the difference is at most -margin" and "at least +margin" (its
-      ``levels.margin_confidence`` interval lies inside ±margin), and the test of no difference does not reject;
+
+def _test(x: np.ndarray, y: np.ndarray, paired: bool, alternative: str = "two-sided") -> object:
+    if paired:
+        return sps.ttest_rel(x, y, axis=-1, alternative=alternative)
+    return sps.ttest_ind(x, y, axis=-1, equal_var=False, alternative=alternative)
+
+
+def _bounds(test: object, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The two-sided interval with ``level`` in each tail; unbounded where a look may spend nothing."""
+    if level <= 0:
+        shape = np.shape(test.statistic)
+        return np.full(shape, -np.inf), np.full(shape, np.inf)
+    ci = test.confidence_interval(1 - 2 * level)
+    return np.asarray(ci.low), np.asarray(ci.high)
+
+
+def judge(a: np.ndarray, b: np.ndarray, margin: float, levels: Levels = FIXED, paired: bool = True) -> Judgement:
+    """Where mean(a) - mean(b) lies against ±``margin``, for each row of ``a`` and ``b`` (shape (..., seeds)).
+
+    TOST's two one-sided tests are SciPy's: ``ttest_rel(a + margin, b, alternative="greater")`` and
+    ``ttest_rel(a - margin, b, alternative="less")`` (Welch's ``ttest_ind(equal_var=False)`` unpaired);
+    p_tost is the larger p, the same number ``statsmodels.stats.weightstats.ttost_paired`` (``ttost_ind``)
+    gives, computed with SciPy because it runs over many rows at once. The test of no difference and
+    both intervals come from the two-sided test's ``confidence_interval``. Verdicts, each at ``levels``:
+
+    * EQUIVALENT: TOST rejects "at most -margin" and "at least +margin" (its ``levels.margin_confidence``
+      interval lies inside ±margin), and the test of no difference does not reject;
     * DIFFERENT_WITHIN: TOST rejects and so does the test of no difference: real, but inside the margin;
     * DIFFERENT_BEYOND: the ``margin_confidence`` interval lies beyond +margin or beyond -margin (the
       one-sided test that the difference exceeds the margin rejects);
     * UNSETTLED: none of these.
 
     Every claim's error is at most ``levels.alpha``: "equivalent" when the difference is at the margin,
-    "beyond" when it is inside, "different" when it is 0. Fewer than two pairs (two values a side)
-    cannot be settled; differences without spread are exact and settle at once.
+    "beyond" when it is inside it, "different" when it is 0. Rows without spread give nan p-values and
+    stay UNSETTLED here (``equivalence`` settles them exactly).
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    two_sided = _test(x, y, paired)
+    lower = _test(x + margin, y, paired, "greater").pvalue
+    upper = _test(x - margin, y, paired, "less").pvalue
+    p_tost, p_equal = np.maximum(lower, upper), np.asarray(two_sided.pvalue)
+    low, high = _bounds(two_sided, levels.margin)
+    zero_low, zero_high = _bounds(two_sided, levels.zero / 2)
+    tost = p_tost < levels.margin
+    beyond = (low > margin) | (high < -margin)
+    verdict = np.where(tost, np.where(p_equal < levels.zero, DIFFERENT_WITHIN, EQUIVALENT),
+                       np.where(beyond, DIFFERENT_BEYOND, UNSETTLED))
+    return Judgement(verdict, p_tost, p_equal, low, high, zero_low, zero_high)
+
+
+def equivalence(a: Sequence[float], b: Sequence[float], margin: float, levels: Levels = FIXED,
+                paired: bool = True) -> Equivalence:
+    """Where mean(a) - mean(b) lies against ±``margin`` (``judge``), with its intervals, spread and pairing.
+
+    Paired: ``a[i]`` and ``b[i]`` come from the same seed, and the tests are on the per-seed
+    differences. Unpaired (samples that share no seed): Welch. Fewer than two pairs (two values a
+    side) cannot be settled; differences without spread are exact and settle at once.
     """
     if margin < 0:
         raise ValueError("margin must be >= 0")
     x, y = _pairs(a, b) if paired else (_sample(a), _sample(b))
     difference = float(np.mean(x - y) if paired else np.mean(x) - np.mean(y))
     n = len(x) if paired else min(len(x), len(y))
-    spread = welch_difference if not paired else paired_difference
-    interval = spread(x, y, levels.margin_confidence)
-    zero_interval = spread(x, y, levels.zero_confidence)
+    size = len(x) if paired else len(x) + len(y)
+    interval = lambda low, high, level: Interval(difference, low, high, size, 1 - 2 * level if level > 0 else 1.0)
     r = correlation(x, y) if paired else None
-    common = dict(difference=difference, margin=margin, interval=interval, zero_interval=zero_interval,
-                  paired=paired, n=n, correlation=r, levels=levels)
-    if n < 2:
-        return Equivalence(verdict=UNSETTLED, p_tost=None, p_equal=None, sd=None, unpaired_seeds=None,
-                           reason=f"needs 2 seeds {'in common' if paired else 'per backend'} to see the spread",
-                           **common)
-    d = x - y if paired else None
-    exact = np.ptp(d) == 0 if paired else np.ptp(x) == 0 and np.ptp(y) == 0
-    if exact:
-        if abs(difference) > margin:
-            verdict = DIFFERENT_BEYOND
-        elif abs(difference) < margin:
-            verdict = EQUIVALENT if difference == 0 else DIFFERENT_WITHIN
+    common = dict(difference=difference, margin=margin, paired=paired, n=n, correlation=r, levels=levels)
+    exact = _constant(x - y) if paired else _constant(x) and _constant(y)
+    if n < 2 or exact:
+        if n < 2:
+            verdict, reason = UNSETTLED, f"needs 2 seeds {'in common' if paired else 'per backend'} to see the spread"
+            bounds = (None, None)
         else:
-            verdict = UNSETTLED
-        return Equivalence(verdict=verdict, p_tost=None, p_equal=None, sd=0.0, unpaired_seeds=None,
-                           reason="every seed gave the same difference", **common)
+            verdict = (DIFFERENT_BEYOND if abs(difference) > margin else UNSETTLED if abs(difference) == margin
+                       else EQUIVALENT if difference == 0 else DIFFERENT_WITHIN)
+            reason, bounds = "every seed gave the same difference", (difference, difference)
+        return Equivalence(verdict=verdict, interval=interval(*bounds, levels.margin),
+                           zero_interval=interval(*bounds, levels.zero / 2), p_tost=None, p_equal=None,
+                           sd=None if n < 2 else 0.0, unpaired_seeds=None, reason=reason, **common)
+    j = judge(x, y, margin, levels, paired)
     if paired:
-        p_tost = float(ttost_paired(x, y, -margin, margin)[0])
-        p_equal = float(sps.ttest_rel(x, y).pvalue)
-        sd = float(np.std(d, ddof=1))
+        sd = float(np.std(x - y, ddof=1))
         # Precision of the mean difference: var(d) / n paired, (var(a) + var(b)) / n unpaired.
-        unpaired = n * (np.var(x, ddof=1) + np.var(y, ddof=1)) / sd**2
+        unpaired = float(n * (np.var(x, ddof=1) + np.var(y, ddof=1)) / sd**2)
     else:
-        p_tost = float(ttost_ind(x, y, -margin, margin, usevar="unequal")[0])
-        p_equal = float(sps.ttest_ind(x, y, equal_var=False).pvalue)
         sd, unpaired = float(max(np.std(x, ddof=1), np.std(y, ddof=1))), None
-    if p_tost < levels.margin:
-        verdict = DIFFERENT_WITHIN if p_equal < levels.zero else EQUIVALENT
-    elif interval.low > margin or interval.high < -margin:
-        verdict = DIFFERENT_BEYOND
-    else:
-        verdict = UNSETTLED
-    return Equivalence(verdict=verdict, p_tost=p_tost, p_equal=p_equal, sd=sd,
-                       unpaired_seeds=None if unpaired is None else float(unpaired), **common)
+    return Equivalence(verdict=str(j.verdict), interval=interval(float(j.low), float(j.high), levels.margin),
+                       zero_interval=interval(float(j.zero_low), float(j.zero_high), levels.zero / 2),
+                       p_tost=float(j.p_tost), p_equal=float(j.p_equal), sd=sd, unpaired_seeds=unpaired, **common)
 
 
 # ------------------------------------------------------------------------------------- planning seeds
