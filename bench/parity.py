@@ -140,7 +140,9 @@ class PairVerdict:
     metric: str  # "val_accuracy", "epochs", "seconds"
     first: str
     second: str
-    difference: stats.Interval | None  # 95%: points for val_accuracy, a ratio first/second for epochs and seconds
+    # The test's interval of no difference (95%; repeated in a sequential design): points for val_accuracy,
+    # a ratio first / second for epochs and seconds.
+    difference: stats.Interval | None
     test: stats.Equivalence | None  # None where the metric could not be compared
     verdict: str  # the sentence shown, with the interval it reads
     seeds: tuple[int, ...] = ()  # the seeds compared (paired), or every seed of both (Welch)
@@ -248,7 +250,7 @@ def analyze(results: Iterable[Result], margin: float = DEFAULT_MARGIN, time_marg
                             levels=levels, sd_bound=sd_bound)
         if with_pairs:
             group.pairs = [verdict for i, a in enumerate(backends) for b in backends[i + 1:]
-                           for verdict in compare_pair(a, b, margin, time_margin, confidence, levels, sd_bound)]
+                           for verdict in compare_pair(a, b, margin, time_margin, levels, sd_bound)]
         groups.append(group)
     return groups
 
@@ -262,11 +264,11 @@ def _summarize(entry: BackendSeeds, confidence: float) -> None:
 
 
 def compare_pair(a: BackendSeeds, b: BackendSeeds, margin: float = DEFAULT_MARGIN,
-                 time_margin: float = DEFAULT_TIME_MARGIN, confidence: float = stats.DEFAULT_CONFIDENCE,
-                 levels: stats.Levels = stats.FIXED, sd_bound: float | None = None) -> list[PairVerdict]:
+                 time_margin: float = DEFAULT_TIME_MARGIN, levels: stats.Levels = stats.FIXED,
+                 sd_bound: float | None = None) -> list[PairVerdict]:
     """The verdicts of ``a`` against ``b`` for each metric both have seeds for."""
-    verdicts = [_accuracy_pair(a, b, margin, confidence, levels, sd_bound)]
-    verdicts += [_time_pair(metric, a, b, time_margin, confidence, levels) for metric in ("epochs", "seconds")]
+    verdicts = [_accuracy_pair(a, b, margin, levels, sd_bound)]
+    verdicts += [_time_pair(metric, a, b, time_margin, levels) for metric in ("epochs", "seconds")]
     return [v for v in verdicts if v is not None]
 
 
@@ -282,10 +284,10 @@ def _design(a: BackendSeeds, b: BackendSeeds, shared: list[int], x: dict, y: dic
     only = [(label, sorted(side.keys() - set(shared))) for label, side in ((a.label, x), (b.label, y))]
     left = "; ".join(f"seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))} only on {label}, left out"
                      for label, s in only if s)
-    return "; ".join(filter(None, ["paired", left]))
+    return left  # paired over every seed: the Seeds column says so
 
 
-def _accuracy_pair(a: BackendSeeds, b: BackendSeeds, margin: float, confidence: float, levels: stats.Levels,
+def _accuracy_pair(a: BackendSeeds, b: BackendSeeds, margin: float, levels: stats.Levels,
                    sd_bound: float | None) -> PairVerdict | None:
     shared, x, y = _sides(a, b, "val_accuracy")
     if not x or not y:
@@ -293,13 +295,11 @@ def _accuracy_pair(a: BackendSeeds, b: BackendSeeds, margin: float, confidence: 
     paired = len(shared) >= 2
     if paired:
         first, second, seeds = [x[s] for s in shared], [y[s] for s in shared], tuple(shared)
-        difference = stats.paired_difference(first, second, confidence)
     else:
         first, second, seeds = list(x.values()), list(y.values()), tuple(sorted(x.keys() | y.keys()))
-        difference = stats.welch_difference(first, second, confidence)
     test = stats.equivalence(first, second, margin, levels, paired=paired)
     note = "; ".join(filter(None, [_design(a, b, shared, x, y), _needed(test, sd_bound)]))
-    return PairVerdict("val_accuracy", a.label, b.label, difference, test,
+    return PairVerdict("val_accuracy", a.label, b.label, test.zero_interval, test,
                        verdict_text(test, f"±{margin * 100:g} pt", _points), seeds, note)
 
 
@@ -323,7 +323,7 @@ def _count(n: int | None) -> str:
     return f"more than {stats.MAX_SEEDS_NEEDED}" if n is None else str(n)
 
 
-def _time_pair(metric: str, a: BackendSeeds, b: BackendSeeds, time_margin: float, confidence: float,
+def _time_pair(metric: str, a: BackendSeeds, b: BackendSeeds, time_margin: float,
                levels: stats.Levels) -> PairVerdict | None:
     """Epochs or seconds to the target, as a ratio a / b tested on the log scale."""
     shared, x, y = _sides(a, b, metric)
@@ -346,17 +346,16 @@ def _time_pair(metric: str, a: BackendSeeds, b: BackendSeeds, time_margin: float
     paired = len(shared) >= 2
     if paired:
         first, second, seeds = np.log([x[s] for s in shared]), np.log([y[s] for s in shared]), tuple(shared)
-        logs = stats.paired_difference(first, second, confidence)
     else:
         first, second = np.log(list(x.values())), np.log(list(y.values()))
-        seeds, logs = tuple(sorted(x.keys() | y.keys())), stats.welch_difference(first, second, confidence)
+        seeds = tuple(sorted(x.keys() | y.keys()))
     test = stats.equivalence(first, second, math.log1p(time_margin), levels, paired=paired)
-    return PairVerdict(metric, a.label, b.label, _ratio(logs), test, verdict_text(test, within, _ratio_text),
-                       seeds, _design(a, b, shared, x, y))
+    return PairVerdict(metric, a.label, b.label, _ratio(test.zero_interval), test,
+                       verdict_text(test, within, _ratio_text), seeds, _design(a, b, shared, x, y))
 
 
 def _ratio(logs: stats.Interval) -> stats.Interval:
-    exp = lambda v: None if v is None else math.exp(v)
+    exp = lambda v: None if v is None else math.exp(v)  # exp(-inf) = 0: an unbounded ratio interval
     return stats.Interval(math.exp(logs.estimate), exp(logs.low), exp(logs.high), logs.n, logs.confidence)
 
 
@@ -378,7 +377,12 @@ def verdict_text(test: stats.Equivalence, within: str,
     interval = test.interval
     label = f"{test.levels.margin_confidence:.0%}" if not test.levels.sequential else (
         f"{1 - 2 * test.levels.alpha:.0%} repeated")
-    where = "" if interval.low is None else f", {label} CI {shown(interval)}"
+    if interval.low is None:
+        where = ""
+    elif math.isinf(interval.low):
+        where = " (this look of the design may spend no error yet)"
+    else:
+        where = f", {label} CI {shown(interval)}"
     sentence = {
         stats.EQUIVALENT: f"equivalent within {within}",
         stats.DIFFERENT_WITHIN: f"different, but within {within}",
@@ -487,7 +491,9 @@ def render_markdown(groups: Sequence[ParityGroup], heading: str = "##") -> list[
                    "MLPerf time s")
         out += [table(headers, backend_rows(group)), ""]
         if group.pairs:
-            headers = ("Pair", "Metric", "Seeds", f"Difference [{conf} CI]", "p (no difference)", "p (TOST)",
+            repeated = " repeated" if group.levels.sequential else ""
+            headers = ("Pair", "Metric", "Seeds", f"Difference [{1 - group.levels.alpha:.0%}{repeated} CI]",
+                       "p (no difference)", "p (TOST)",
                        "Verdict", "Note")
             out += [table(headers, pair_rows(group)), ""]
         out += [_method(group), ""]

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench import parity, stats
-from bench.results import load, results_of, write_json_atomic
+from bench.results import REPORT_MARKER, load, results_of, write_json_atomic
 from bench.tables import table
 
 # The paired SD of val_accuracy a plan assumes unless told: 1 point. On the parity profile a backend's
@@ -239,7 +239,7 @@ def render(outcome: Outcome) -> str:
         rows.append([name, str(seeds), parity.pairing_text(verdict), parity.difference_text(verdict),
                      verdict.verdict, verdict.note])
     if rows:
-        out += [table(("Pair", "Seeds when decided", "Seeds", "Difference [95% CI]", "Verdict", "Note"),
+        out += [table(("Pair", "Seeds when decided", "Seeds", "Difference [95% repeated CI]", "Verdict", "Note"),
                              rows), ""]
         out += ["Each verdict is the one of the look where it settled, read from a repeated confidence interval "
                 "whose error over every look stays at the design's alpha; an unsettled pair shows the last look.", ""]
@@ -262,8 +262,10 @@ def analyze_folder(run_dir: str | os.PathLike, design: Design) -> Callable[[stat
 def save(outcome: Outcome, run_dir: str | os.PathLike) -> Path:
     """The design and the looks it took, so that a later `bench parity` reads the run at its last look."""
     path = Path(run_dir) / DESIGN_FILE
-    write_json_atomic(path, {"design": outcome.design.to_json(), "looks": len(outcome.looks), "stop": outcome.stop,
-                             "seeds": outcome.seeds, "seconds": outcome.seconds})
+    # Marked as a report, so that loading the run folder's results skips it silently.
+    write_json_atomic(path, {REPORT_MARKER: "sequential", "design": outcome.design.to_json(),
+                             "looks": len(outcome.looks), "stop": outcome.stop, "seeds": outcome.seeds,
+                             "seconds": outcome.seconds})
     return path
 
 

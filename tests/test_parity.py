@@ -327,7 +327,7 @@ def test_per_backend_means_intervals_and_pairwise_verdicts(tmp_path):
     unsure = pairs["jax", "tensorflow", "val_accuracy"]
     assert unsure.verdict.startswith("not settled after 5 seeds, 90% CI [")
     assert unsure.difference.estimate == pytest.approx(np.mean(JAX) - np.mean(TF))  # first minus second
-    assert unsure.seeds == (0, 1, 2, 3, 4) and unsure.note.startswith("paired; seeds for 80% power")
+    assert unsure.seeds == (0, 1, 2, 3, 4) and unsure.note.startswith("seeds for 80% power")
     assert pairs["jax", "torch", "val_accuracy"].verdict.startswith("different, by more than ±1 pt, 90% CI [-")
     assert pairs["jax", "tensorflow", "epochs"].verdict.startswith("not comparable at this resolution")
     seconds = pairs["jax", "torch", "seconds"]
