@@ -298,6 +298,12 @@ def test_sequential_levels():
     for bad in ((), (1, 4), (4, 4), (6, 4)):
         with pytest.raises(ValueError):
             stats.sequential_levels(bad)
+    # With many seeds a look the t boundary is the normal one: O'Brien-Fleming-like spending over two equally
+    # spaced looks at one-sided 0.025 has z = 2.9626 and 1.9686 (as gsDesign's sfLDOF; normal boundaries from
+    # scipy.stats.multivariate_normal). The first look spends alpha_spent(0.5) exactly.
+    first, last = stats.sequential_levels((60, 120), 0.025)
+    assert first == pytest.approx(sps.norm.sf(2.9626), rel=0.08) and last == pytest.approx(sps.norm.sf(1.9686),
+                                                                                            abs=0.001)
     look = stats.look_levels((4, 8), 1)
     assert look.look == "look 2 of 2, O'Brien-Fleming spending" and look.alpha == 0.05
     assert look.zero == pytest.approx(2 * stats.sequential_levels((4, 8), 0.025)[1])
