@@ -121,6 +121,9 @@ def test_the_four_verdicts_and_their_intervals():
     assert stats.equivalence([2, 3], [1, 2], 0.5).verdict == stats.DIFFERENT_BEYOND
     assert stats.equivalence([2, 2, 2], [1, 1], 0.5, paired=False).verdict == stats.DIFFERENT_BEYOND
     assert stats.equivalence([1.5, 1.5], [1, 1], 0.5).verdict == stats.UNSETTLED  # exactly at the margin
+    rounded = stats.equivalence([0.9, 0.8], [0.8, 0.7], 0.5)  # 0.1 and 0.09999999999999998: the same difference
+    assert rounded.verdict == stats.DIFFERENT_WITHIN and rounded.reason == "every seed gave the same difference"
+    assert rounded.p_tost is None and rounded.sd == 0.0
 
 
 def test_different_needs_its_own_test_not_just_a_tost_failure():
@@ -336,6 +339,9 @@ def test_per_backend_means_intervals_and_pairwise_verdicts(tmp_path):
     assert unsure.seeds == (0, 1, 2, 3, 4) and unsure.note.startswith("seeds for 80% power")
     assert pairs["jax", "torch", "val_accuracy"].verdict.startswith("different, by more than ±1 pt, 90% CI [-")
     assert pairs["jax", "tensorflow", "epochs"].verdict.startswith("not comparable at this resolution")
+    [epochs_row] = [r for r in parity.pair_rows(group) if r[0].startswith("jax 1.0.0 / tensorflow") and r[1] ==
+                    "epochs to target"]
+    assert epochs_row[2:6] == ["5 paired", "—", "—", "—"]
     seconds = pairs["jax", "torch", "seconds"]
     assert seconds.verdict.startswith("different, by more than ±10%") and seconds.difference.estimate == 45 / 120
     text = "\n".join(parity.render_markdown([group]))
@@ -362,6 +368,14 @@ def test_welch_only_for_seeds_not_shared_and_the_note_says_so(tmp_path):
     assert not accuracy.test.paired and accuracy.note.startswith("Welch (unpaired): no seeds in common")
     assert accuracy.difference.estimate == pytest.approx(np.mean(JAX) - np.mean(TF))
     assert parity.pairing_text(accuracy) == "Welch, 10 seeds"
+    bound = stats.sd_upper_bound(max(np.std(JAX, ddof=1), np.std(TF, ddof=1)), 5)  # planned from the wider side
+    assert f"at this SD per backend's 95% upper bound ({bound * 100:.2g} pt)" in accuracy.note
+
+
+def test_one_seed_in_common_is_no_pairing(tmp_path):
+    [group] = analyzed(tmp_path, seeded_run("jax", JAX), seeded_run("tensorflow", TF, seeds=[4, 5, 6, 7, 8]))
+    [accuracy] = [v for v in group.pairs if v.metric == "val_accuracy"]
+    assert not accuracy.test.paired and accuracy.note.startswith("Welch (unpaired): 1 seed in common")
 
 
 def test_seeds_on_one_side_only_are_left_out_and_named(tmp_path):
