@@ -443,7 +443,7 @@ def _mlperf_text(entry: BackendSeeds) -> str:
 
 
 def pairing_text(verdict: PairVerdict) -> str:
-    """'5 paired, r 0.86, ≈ 36 unpaired' or 'Welch, 5 vs 5'."""
+    """'5 paired, r 0.86: as precise as ≈ 36 unpaired (saves ≈ 31)' or 'Welch, 10 seeds'."""
     test = verdict.test
     if test is None:
         return f"{len(verdict.seeds)} paired" if verdict.seeds else MISSING
@@ -453,7 +453,9 @@ def pairing_text(verdict: PairVerdict) -> str:
     if test.correlation is not None:
         text += f", r {test.correlation:.2f}"
     if test.unpaired_seeds is not None:
-        text += f", ≈ {test.unpaired_seeds:.0f} unpaired"
+        saved = test.unpaired_seeds - test.n
+        text += (f": as precise as ≈ {test.unpaired_seeds:.0f} unpaired ("
+                 + (f"saves ≈ {saved:.0f})" if saved >= 0 else f"costs ≈ {-saved:.0f}: the seeds move apart)"))
     return text
 
 
@@ -510,8 +512,9 @@ def _method(group: ParityGroup) -> str:
     return (
         f"Means with Student-t {group.confidence:.0%} intervals over seeds. Pairs are compared seed by seed (the same "
         "seed gives every backend the same initial weights and batch order): a paired t interval of the per-seed "
-        "differences and a paired TOST; r is the pair's correlation over seeds, and \"≈ N unpaired\" the seeds per "
-        "backend an unpaired (Welch) comparison would need for the same precision. Welch's unpaired test is used only "
+        "differences and a paired TOST; r is the pair's correlation over seeds, and \"as precise as ≈ N unpaired\" "
+        "the seeds per backend an unpaired (Welch) comparison would need for the same precision. Welch's unpaired "
+        "test is used only "
         "for backends sharing fewer than two seeds. val_accuracy in points, epochs and seconds as ratios (tested on "
         f"their logarithms). {design} Verdicts against ±{group.margin * 100:g} pt of val_accuracy and "
         f"±{group.time_margin:.0%} for epochs and seconds: \"equivalent\" when TOST's "

@@ -342,6 +342,8 @@ def test_per_backend_means_intervals_and_pairwise_verdicts(tmp_path):
     [epochs_row] = [r for r in parity.pair_rows(group) if r[0].startswith("jax 1.0.0 / tensorflow") and r[1] ==
                     "epochs to target"]
     assert epochs_row[2:6] == ["5 paired", "—", "—", "—"]
+    [accuracy_row] = [r for r in parity.pair_rows(group) if r[0] == "jax 1.0.0 - tensorflow 1.0.0"]
+    assert accuracy_row[2] == "5 paired, r -0.71: as precise as ≈ 3 unpaired (costs ≈ 2: the seeds move apart)"
     seconds = pairs["jax", "torch", "seconds"]
     assert seconds.verdict.startswith("different, by more than ±10%") and seconds.difference.estimate == 45 / 120
     text = "\n".join(parity.render_markdown([group]))
@@ -356,7 +358,8 @@ def test_seeds_pair_and_the_pairing_shows(tmp_path):
     assert accuracy.test.paired and accuracy.test.correlation > 0.99
     assert accuracy.difference.estimate == pytest.approx(np.mean(NOISE))
     [row] = [r for r in parity.pair_rows(group) if r[1] == "final val_accuracy"]
-    assert row[0] == "jax 1.0.0 - tensorflow 1.0.0" and row[2] == "8 paired, r 0.99, ≈ 1597 unpaired"
+    assert row[0] == "jax 1.0.0 - tensorflow 1.0.0"
+    assert row[2] == "8 paired, r 0.99: as precise as ≈ 1597 unpaired (saves ≈ 1589)"
     # Welch, on the same numbers, cannot tell: the pairing is what settles it.
     welch = stats.equivalence(BASE + NOISE, BASE, 0.01, paired=False)
     assert welch.verdict == stats.UNSETTLED
