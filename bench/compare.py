@@ -34,9 +34,11 @@ Accuracy (test_accuracy): a REGRESSION when final val_accuracy fell by more than
 failed (e.g. a non-finite loss) and the baseline's did not. The seeds of one backend line
 (test_accuracy[jax-cpu-seed0], -seed1, ...) are judged together, on their mean: when both sides
 have several seeds, a drop past ``accuracy_drop`` is a REGRESSION only when it is also outside the
-seed-to-seed spread (Welch's 95% interval of the difference excludes 0, ``bench.stats``), else
-"within seed spread"; with one seed on a side the drop alone decides, and the note says that the
-seed spread could not be judged.
+seed-to-seed spread (the 95% interval of the difference excludes 0), else "within seed spread". The
+seeds pair (a seed starts both sides from the same weights and batch order), so the interval is the
+paired t interval over the seeds both sides ran (``seed_spread``); Welch's unpaired interval only
+when they share fewer than two. With one seed on a side the drop alone decides, and the note says
+that the seed spread could not be judged.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import stats
+from bench import parity, stats
 from bench.calibrate import noise_key
 from bench.fingerprint import LABELS, MACHINE_KEYS, describe, differences
 from bench.results import GroupKey, Result, load, results_of, write_json_atomic
@@ -302,11 +304,9 @@ def _accuracy(base: Sequence[Result], cur: Sequence[Result], tolerance: float) -
         b_values, c_values = _finals(base), _finals(cur)
         if min(len(b_values), len(c_values)) > 1:
             # Several seeds a side: a change counts only outside the seed-to-seed spread.
-            spread = stats.welch_difference(c_values, b_values)
+            spread, seeds_note = seed_spread(base, cur, tolerance)
             outside = spread.excludes(0.0)
-            change.note = "; ".join(filter(None, [note, (
-                f"mean of {len(b_values)} vs {len(c_values)} seeds, difference {delta * 100:+.1f} pp "
-                f"[{spread.low * 100:+.1f}, {spread.high * 100:+.1f}] (95%, Welch)")]))
+            change.note = "; ".join(filter(None, [note, seeds_note]))
             if -delta > tolerance + _EPS:
                 change.verdict, change.regression = (("REGRESSION (accuracy)", True) if outside
                                                      else ("within seed spread", False))
@@ -319,6 +319,38 @@ def _accuracy(base: Sequence[Result], cur: Sequence[Result], tolerance: float) -
             elif delta > tolerance + _EPS:
                 change.verdict = "better"
     return change
+
+
+def seed_spread(base: Sequence[Result], cur: Sequence[Result], tolerance: float) -> tuple[stats.Interval, str]:
+    """current - baseline val_accuracy over seeds, with its 95% interval, and the note that says how.
+
+    A seed gives the same initial weights and batch order on both sides, so the seeds both sides ran
+    pair: the interval is the paired t interval of the per-seed differences (``stats.paired_difference``),
+    far narrower than Welch's when the seeds' accuracies move together. Welch's unpaired interval is
+    used only when the sides share fewer than two seeds. The note gives the pairing's correlation,
+    the seeds left out, the paired TOST's verdict against ±``tolerance`` and what Welch would have said.
+    """
+    b, c = _finals_by_seed(base), _finals_by_seed(cur)
+    shared = sorted(b.keys() & c.keys())
+    welch = stats.welch_difference(list(c.values()), list(b.values()))
+    pt = lambda i: f"{i.estimate * 100:+.1f} pp [{i.low * 100:+.1f}, {i.high * 100:+.1f}]"
+    if len(shared) < 2:
+        return welch, (f"mean of {len(b)} vs {len(c)} seeds, {len(shared) or 'no'} seed(s) in common: "
+                       f"difference {pt(welch)} (95%, Welch, unpaired)")
+    now, before = [c[s] for s in shared], [b[s] for s in shared]
+    paired = stats.paired_difference(now, before)
+    test = stats.equivalence(now, before, tolerance)
+    r = f", r {test.correlation:.2f}" if test.correlation is not None else ""
+    left = sorted((b.keys() | c.keys()) - set(shared))
+    parts = [f"paired over {len(shared)} seeds{r}: difference {pt(paired)} (95%)",
+             parity.verdict_text(test, f"±{tolerance * 100:g} pt"), f"Welch (unpaired) would give {pt(welch)}"]
+    if left:
+        parts.append(f"seed(s) {', '.join(map(str, left))} on one side only, left out")
+    return paired, "; ".join(parts)
+
+
+def _finals_by_seed(results: Sequence[Result]) -> dict[int, float]:
+    return {r.context.seed: v for r in results if (v := _final(r)) is not None}
 
 
 def _finals(results: Sequence[Result]) -> list[float]:

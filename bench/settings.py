@@ -77,8 +77,20 @@ class Seeds(tuple):
         return ",".join(map(str, self))
 
 
+class AutoSeeds(Seeds):
+    """--seeds auto: no seeds yet; ``python -m bench run`` runs them in batches until the answer settles."""
+
+    def __str__(self) -> str:
+        return "auto"
+
+
+AUTO_SEEDS = AutoSeeds()
+
+
 def seed_list(text: str) -> Seeds:
-    """argparse type for --seeds: "0,1,2,3,4" (those seeds, no repeats) or a count "5" (seeds 0 to 4)."""
+    """argparse type for --seeds: "0,1,2,3,4" (those seeds, no repeats), a count "5" (seeds 0 to 4), or "auto"."""
+    if text.strip().lower() == "auto":
+        return AUTO_SEEDS
     if "," not in text:
         count = positive_int(text)
         if count > MAX_SEEDS:
@@ -175,7 +187,8 @@ OPTIONS: list[tuple[str, dict]] = [
                     help=f"seed for weights and batch order (default {DEFAULT_SEED}); one accuracy run")),
     ("--seeds", dict(type=seed_list, default=None, metavar="LIST_OR_COUNT",
                      help="run the accuracy benchmark once per seed: 0,1,2,3,4 or a count (5 = seeds 0 to 4); "
-                          "default: the profile's (parity: 5), else --seed")),
+                          "auto (python -m bench run only): batches of seeds until every pair of backends is "
+                          "settled; default: the profile's (parity: 5), else --seed")),
     ("--results-dir", dict(default=None, help="where result files go (default: $KERASBENCH_RESULTS or results/)")),
     ("--rounds", dict(choices=ROUNDS, default="profile",
                       help="step benchmarks' timed rounds: the profile's (quick, full: adaptive), adaptive (until the "
@@ -206,6 +219,9 @@ def from_options(get: Callable[[str], object]) -> RunSettings:
     seed, seeds = get("seed"), get("seeds")
     if seed is not None and seeds is not None:
         raise ValueError("give --seed (one accuracy run) or --seeds (one per seed), not both")
+    if isinstance(seeds, AutoSeeds):
+        raise ValueError("--seeds auto runs seeds in batches until the answer settles: use python -m bench run, "
+                         "which passes each batch on as --seeds LIST")
     if seeds is None:
         # A profile's seed count applies unless one seed was asked for.
         seeds = tuple(range(profile.seeds)) if seed is None and profile.seeds > 1 else None

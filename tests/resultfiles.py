@@ -135,3 +135,36 @@ def layout_document(layout: str, efficiency: float, *, simulated: bool = True, s
     bench["extra_info"]["metrics"].update(samples_per_s=32 * n / train[0], scaling=dataclasses.asdict(scaled),
                                           equivalence=dataclasses.asdict(equivalence))
     return document
+
+
+def seeded_run(backend: str, finals: list[float], *, seconds: float | list[float] = 10.0,
+               first: list[float] | None = None, started: str = "2026-11-29T08:00:00+00:00",
+               seeds: list[int] | None = None, dataset_info: dict | None = None, status: str = "ok",
+               **kwargs) -> dict:
+    """A run whose accuracy benchmark ran once per seed: 2 epochs, epoch 1 at ``first`` (default 0.75), final
+    val_accuracy ``finals``; ``seconds`` per epoch (one for all seeds, or one per seed); target 0.70."""
+    import copy
+
+    document = make_result(backend, kinds=("accuracy",), started=started, target_accuracy=0.70, **kwargs)
+    [template] = document["benchmarks"]
+    label = template["param"]
+    first = first or [0.75] * len(finals)
+    per_seed = seconds if isinstance(seconds, list) else [seconds] * len(finals)
+    benchmarks = []
+    for seed, final, early, epoch_s in zip(seeds or range(len(finals)), finals, first, per_seed, strict=False):
+        bench = copy.deepcopy(template)
+        bench["name"] = f"test_accuracy[{label}-seed{seed}]"
+        info = bench["extra_info"]
+        info["context"]["seed"] = seed
+        info["context"]["epochs"] = 2
+        if dataset_info:
+            info["context"]["dataset"] = dataset_info
+        history = [{"epoch": e, "seconds": epoch_s, "loss": 0.5, "accuracy": v, "val_loss": 0.4 + e / 10,
+                    "val_accuracy": v} for e, v in ((1, early), (2, final))]
+        reached = next((i for i, h in enumerate(history) if h["val_accuracy"] >= 0.70), None)
+        info["metrics"].update(status=status, history=history if status == "ok" else [],
+                               final_val_accuracy=final if status == "ok" else None,
+                               time_to_accuracy_s=None if reached is None else epoch_s * (reached + 1))
+        benchmarks.append(bench)
+    document["benchmarks"] = benchmarks
+    return document

@@ -184,8 +184,12 @@ class Report:
         return [g for g in self.parity if g.several_seeds]
 
 
-def build(results: Iterable[Result], warnings: Sequence[str] = (), margin: float | None = None) -> Report:
-    """The report of ``results``; ``margin``: parity's equivalence margin (default 1 point of val_accuracy)."""
+def build(results: Iterable[Result], warnings: Sequence[str] = (), margin: float | None = None,
+          **parity_options: Any) -> Report:
+    """The report of ``results``; ``margin``: parity's equivalence margin (default 1 point of val_accuracy).
+
+    ``parity_options`` go to ``parity.analyze`` as they are (``levels``, ``sd_bound``).
+    """
     results = list(results)
     sweep = [r for r in results if scaling.is_sweep(r)]
     layouts = [r for r in results if not scaling.is_sweep(r) and r.distributed]
@@ -194,7 +198,7 @@ def build(results: Iterable[Result], warnings: Sequence[str] = (), margin: float
     steps, accuracy = _parallel(layouts)
     return Report(
         groups=_groups(shown),
-        parity=parity.analyze(single, **({} if margin is None else {"margin": margin})),
+        parity=parity.analyze(single, **({} if margin is None else {"margin": margin}), **parity_options),
         sweep=sweep, parallel_steps=steps, parallel_accuracy=accuracy,
         rows=[Row(flat(r), r.accuracy.history if r.accuracy else []) for r in results],
         older_files=len({r.file for r in single} - {r.file for r in shown}),

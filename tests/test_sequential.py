@@ -1,0 +1,181 @@
+"""Seeds until the answer settles (bench.sequential): the plan, the looks, the stops, and `run --seeds auto`,
+all on synthetic result files (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench import runner, sequential, stats
+from bench.commands import main
+from tests.conftest import run_cli
+from tests.resultfiles import seeded_run, write_result
+
+
+def accuracy(backend: str, seed: int, spread: float) -> float:
+    """Seed ``seed``'s final val_accuracy on ``backend``: shared by every backend, plus ``spread`` of its own."""
+    common = np.random.default_rng(seed).normal(0, 0.016)
+    own = np.random.default_rng([seed, sum(map(ord, backend))]).normal(0, spread)
+    return float(0.80 + common + own)
+
+
+class Batches:
+    """A ``run_batch`` that writes one synthetic result file per backend for the seeds it is given."""
+
+    def __init__(self, folder, backends=("jax", "tensorflow"), spread=0.002, fail_at=None):
+        self.folder, self.backends, self.spread, self.fail_at = folder, backends, spread, fail_at
+        self.calls: list[tuple[int, ...]] = []
+
+    def __call__(self, seeds: tuple[int, ...]) -> bool:
+        self.calls.append(seeds)
+        for i, backend in enumerate(self.backends):
+            spread = self.spread[backend] if isinstance(self.spread, dict) else self.spread
+            finals = [accuracy(backend, s, spread) for s in seeds]
+            write_result(self.folder, seeded_run(backend, finals, seeds=list(seeds),
+                                                 started=f"2026-11-29T{8 + len(self.calls):02d}:{i:02d}:00+00:00"))
+        return self.fail_at != len(self.calls)
+
+
+class Clock:
+    def __init__(self, per_call: float = 0.0) -> None:
+        self.now, self.per_call = 0.0, per_call
+
+    def __call__(self) -> float:
+        self.now += self.per_call
+        return self.now
+
+
+# ------------------------------------------------------------------------------------------ plan
+
+def test_the_plan_comes_from_the_stated_sd_and_the_cap():
+    design = sequential.Design()
+    assert design.planned == stats.seeds_for_equivalence(0.01, 0.01) == 11
+    assert design.looks == (2, 4, 6, 8, 10, 11) and design.seeds(0) == (0, 1) and design.seeds(5) == (10,)
+    assert "11 seeds give TOST 80% power at a true difference of 0 pt with a paired SD ≤ 1 pt" in design.describe()
+    wide = sequential.Design(sd_bound=0.016)
+    assert wide.planned == 24 and wide.horizon == 20 and "capped at 20 seeds" in wide.describe()
+    assert sequential.Design(max_seeds=6).looks == (2, 4, 6)
+    one = sequential.Design(batch=1, max_seeds=4, first_seed=100)
+    assert one.looks == (2, 3, 4) and one.seeds(0) == (100, 101) and one.seeds(1) == (102,)
+    assert design.levels(5) == stats.look_levels((2, 4, 6, 8, 10, 11), 5)
+    for bad in ({"margin": 0}, {"sd_bound": -0.01}, {"difference": 0.01}, {"batch": 0}, {"max_seeds": 1},
+                {"spending": "haybittle"}, {"max_seconds": 0}):
+        with pytest.raises(ValueError):
+            sequential.Design(**bad)
+
+
+# ----------------------------------------------------------------------------------------- looks
+
+def test_it_stops_once_every_pair_has_settled(tmp_path):
+    design, batches, lines = sequential.Design(), Batches(tmp_path), []
+    levels_seen = []
+
+    def analyze(levels):
+        levels_seen.append(levels)
+        return sequential.analyze_folder(tmp_path, design)(levels)
+
+    outcome = sequential.run_until_settled(design, batches, analyze, lines.append, Clock(30.0))
+    assert outcome.stop == "settled" and outcome.seeds <= 10
+    assert batches.calls == [design.seeds(i) for i in range(len(outcome.looks))]
+    assert levels_seen == [design.levels(i) for i in range(len(outcome.looks))]  # each look at its own boundary
+    [(name, seeds, verdict)] = outcome.verdicts()
+    assert name == "jax 1.0.0 - tensorflow 1.0.0" and seeds == outcome.seeds
+    assert verdict.verdict.startswith(("equivalent within ±1 pt, 90% repeated CI [", "different, but within ±1 pt"))
+    assert lines[0] == design.describe() and lines[1] == "look 1/6: running seeds 0-1"
+    assert lines[2].startswith("look 1 (2 seeds, 1.0 min, look 1 of 6, O'Brien-Fleming spending):\n"
+                               "  jax 1.0.0 - tensorflow 1.0.0: not settled after 2 seeds")
+    text = sequential.render(outcome)
+    assert f"Ran {outcome.seeds} seeds in" in text and "stopped because every pair settled" in text
+
+
+def test_a_pair_that_does_not_settle_stops_at_the_cap_and_says_what_its_sd_would_need(tmp_path):
+    design = sequential.Design(max_seeds=6)
+    outcome = sequential.run_until_settled(design, Batches(tmp_path, spread=0.03),
+                                           sequential.analyze_folder(tmp_path, design), lambda line: None)
+    assert outcome.stop == "seed cap" and outcome.seeds == 6 and len(outcome.looks) == 3
+    [(_, seeds, verdict)] = outcome.verdicts()
+    assert seeds == 6 and verdict.verdict.startswith("not settled after 6 seeds, 90% repeated CI [")
+    assert "11 at a paired SD ≤ 1 pt (stated)" in verdict.note
+    assert "stopped because the seed cap was reached" in sequential.render(outcome)
+
+
+def test_a_settled_pair_keeps_the_verdict_of_the_look_where_it_settled(tmp_path):
+    # JAX and TensorFlow move together closely; PyTorch less so: its pairs settle later, and the run goes on.
+    design, lines = sequential.Design(), []
+    batches = Batches(tmp_path, ("jax", "tensorflow", "torch"), spread={"jax": 0.0005, "tensorflow": 0.0005,
+                                                                        "torch": 0.005})
+    outcome = sequential.run_until_settled(design, batches, sequential.analyze_folder(tmp_path, design), lines.append)
+    settled = {name: seeds for name, (seeds, _) in outcome.settled.items()}
+    assert settled == {"jax 1.0.0 - tensorflow 1.0.0": 4, "jax 1.0.0 - torch 1.0.0": 8,
+                       "tensorflow 1.0.0 - torch 1.0.0": 8}
+    assert outcome.stop == "settled" and outcome.seeds == 8
+    early = outcome.settled["jax 1.0.0 - tensorflow 1.0.0"][1]
+    assert [seeds for name, seeds, verdict in outcome.verdicts() if verdict is early] == [4]
+    assert ("  jax 1.0.0 - tensorflow 1.0.0: " + early.verdict + " (settled at 4 seeds)") in lines[-1]
+
+
+def test_the_time_cap_stops_before_a_batch_that_would_pass_it(tmp_path):
+    design, clock = sequential.Design(max_seconds=250), Clock()
+    batches = Batches(tmp_path, spread=0.03)
+
+    def slow(seeds):
+        clock.now += 100.0  # a batch of 2 seeds takes 100 s: a third one would end at 300 s
+        return batches(seeds)
+
+    outcome = sequential.run_until_settled(design, slow, sequential.analyze_folder(tmp_path, design),
+                                           lambda line: None, clock)
+    assert outcome.stop == "time cap" and len(batches.calls) == 2 and outcome.seeds == 4
+    assert "stops before a batch that would pass 4.16667 min" in design.describe()
+
+
+def test_a_failed_backend_or_a_lone_one_stops_the_run(tmp_path):
+    design = sequential.Design()
+    failed = sequential.run_until_settled(design, Batches(tmp_path / "a", spread=0.03, fail_at=2),
+                                          sequential.analyze_folder(tmp_path / "a", design), lambda line: None)
+    assert failed.stop == "a backend failed" and len(failed.looks) == 2
+    lone = sequential.run_until_settled(design, Batches(tmp_path / "b", backends=("jax",)),
+                                        sequential.analyze_folder(tmp_path / "b", design), lambda line: None)
+    assert lone.stop == "no pairs to compare" and lone.seeds == 2
+
+
+def test_the_design_is_saved_and_parity_reads_the_run_at_its_last_look(tmp_path):
+    design = sequential.Design(max_seeds=6)
+    outcome = sequential.run_until_settled(design, Batches(tmp_path, spread=0.03),
+                                           sequential.analyze_folder(tmp_path, design), lambda line: None)
+    sequential.save(outcome, tmp_path)
+    assert sequential.saved_levels([tmp_path]) == (design.levels(2), 0.01)
+    assert sequential.saved_levels([tmp_path / "elsewhere"]) is None
+    done = run_cli("parity", str(tmp_path), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Group-sequential design, look 3 of 3, O'Brien-Fleming spending" in done.stdout
+    assert "90% repeated CI" in done.stdout
+
+
+# ------------------------------------------------------------------------------------ the command
+
+def test_run_seeds_auto_runs_batches_and_writes_its_outcome(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def run_backends(backends, pytest_args, run_dir, repeat=1):
+        seeds = [int(s) for s in pytest_args[pytest_args.index("--seeds") + 1].split(",")]
+        calls.append((backends, pytest_args[:2], seeds))
+        Batches(run_dir, backends=tuple(backends), spread=0.002)(tuple(seeds))
+        return [runner.Outcome(name, "ok", 1.0) for name in backends]
+
+    monkeypatch.setattr(runner, "run_backends", run_backends)
+    run_dir = tmp_path / "run"
+    code = main(["run", "--backends", "jax,tensorflow", "--profile", "parity", "--seeds", "auto",
+                 "--max-seeds", "6", "--run-dir", str(run_dir)])
+    assert code == 0
+    assert calls[0] == (["jax", "tensorflow"], ["-k", "test_accuracy"], [0, 1])
+    assert [seeds for _, _, seeds in calls] == [[0, 1], [2, 3], [4, 5]][: len(calls)]
+    out = capsys.readouterr().out
+    assert "Seeds until settled: ±1 pt of val_accuracy" in out and "look 1/3: running seeds 0-1" in out
+    assert "## Seeds until settled" in (run_dir / "SEQUENTIAL.md").read_text()
+    assert sequential.saved_levels([run_dir]) is not None
+    assert "Group-sequential design" in (run_dir / "REPORT.md").read_text()
+
+
+def test_run_seeds_auto_refuses_a_bad_design(tmp_path, capsys):
+    code = main(["run", "--backends", "jax", "--seeds", "auto", "--margin", "0pt", "--run-dir", str(tmp_path)])
+    assert code == 2 and "the margin and the SD bound must be above 0" in capsys.readouterr().err
