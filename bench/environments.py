@@ -49,6 +49,7 @@ from packaging.version import InvalidVersion, Version
 
 from bench import index as package_index
 from bench.packages import installed, normalize, versions
+from bench.results import ENVIRONMENT_ENV
 
 CACHE_ENV = "KERASBENCH_ENV_CACHE"
 MARKER = ".complete"  # written last: a folder without it was interrupted mid-build
@@ -224,7 +225,6 @@ class Environment:
         return env
 
 
-ENVIRONMENT_ENV = "KERASBENCH_ENVIRONMENT"  # how a benchmark process learns which environment it runs in
 PROJECT = Environment("project", "project", sys.executable)
 
 

@@ -9,10 +9,15 @@ counts, as it does for ``import``. This module reads only ``importlib.metadata``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import re
 from collections.abc import Iterable, Sequence
+
+from bench.results import PackageSet
+
+PROJECT_SOURCE = "project venv"
 
 
 def normalize(name: str) -> str:
@@ -43,6 +48,17 @@ def versions(specs: Iterable[str]) -> dict[str, str]:
 def set_id(specs: Iterable[str]) -> str:
     """A short hash of a package set: two processes share it exactly when their sets are the same."""
     return hashlib.sha256("\n".join(sorted(specs)).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def current(source: str = "") -> PackageSet:
+    """This process's package set, with how its environment was made (``source``; "" means the project venv).
+
+    Cached: the set does not change while a benchmark process runs, and the result file is rewritten
+    after every benchmark.
+    """
+    specs = installed()
+    return PackageSet(id=set_id(specs), installed=specs, source=source or PROJECT_SOURCE)
 
 
 def differences(before: Sequence[str], after: Sequence[str]) -> list[str]:
