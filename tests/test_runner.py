@@ -72,3 +72,10 @@ def test_a_backend_not_installed_is_skipped_not_failed():
     assert not runner.Outcome("jax", "ok").failed and not runner.Outcome("jax", "not installed").failed
     assert runner.Outcome("jax", "failed (exit 1): boom").failed and runner.Outcome("jax", "killed (SIGKILL)").failed
     assert runner.Outcome("jax", "interrupted").failed
+
+
+def test_an_environment_that_cannot_be_built_stops_run_before_any_process(tmp_path):
+    proc = run_cli("run", "--backends", selected_backend(), "--constraints", str(tmp_path / "none.txt"),
+                   "--run-dir", str(tmp_path / "run"), timeout=60)
+    assert proc.returncode == 2 and "cannot read constraints file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()

@@ -6,7 +6,15 @@ import argparse
 from pathlib import Path
 
 from bench import plots, report, results, runner, settings
-from bench.commands.options import add_backends_option, add_benchmark_options, forwarded, load_runs, wrote
+from bench.commands.options import (
+    add_backends_option,
+    add_benchmark_options,
+    add_environment_options,
+    environment_for,
+    forwarded,
+    load_runs,
+    wrote,
+)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -21,13 +29,17 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=settings.positive_int, default=1, metavar="N",
                    help="processes per backend, interleaved (tensorflow, jax, torch, tensorflow, ...); the report "
                         "shows the median of their medians with a 95%% interval over processes (default: 1)")
+    add_environment_options(p)
     add_benchmark_options(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    environment = environment_for(args, args.backends)
     run_dir = Path(args.run_dir).resolve() if args.run_dir else runner.default_run_dir(settings.results_dir())
-    outcomes = runner.run_backends(args.backends, forwarded(args), run_dir, repeat=args.repeat)
+    if environment.kind != "project":
+        print(f"run: the benchmark processes run on {environment.label}", flush=True)
+    outcomes = runner.run_backends(args.backends, forwarded(args), run_dir, repeat=args.repeat, environment=environment)
     print("\n" + runner.summary(outcomes))
     runs, warnings = load_runs([run_dir], show_warnings=False)  # the report lists them
     found = results.results_of(runs)
