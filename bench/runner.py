@@ -47,6 +47,7 @@ class Outcome:
     seconds: float = 0.0
     log: Path | None = None
     label: str = ""  # e.g. "jax (2/3)" or "base jax (2/3)"; the backend's name alone for a single run
+    side: str = ""  # the side's name ("base", a matrix cell); "" for a plain run or a backend skipped everywhere
 
     @property
     def ok(self) -> bool:
@@ -122,7 +123,7 @@ def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence
             if missing[side.name] is not None:
                 label = f"{side.name} {name}"
                 print(f"{label}: skipped: {missing[side.name]}", flush=True)
-                outcomes.append(Outcome(name, "not installed", label=label))
+                outcomes.append(Outcome(name, "not installed", label=label, side=side.name))
         runnable[name] = ready
     total = sum(len(ready) for ready in runnable.values()) * repeat
     done = 0
@@ -134,7 +135,7 @@ def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence
                 stem = "-".join(filter(None, [_slug(side.name), name, str(index + 1) if repeat > 1 else ""]))
                 print(f"[{done}/{total}] {label}: running pytest bench/ {' '.join(pytest_args)}", flush=True)
                 outcome = _run_one(name, pytest_args, side, index, log_dir / f"{stem}.log")
-                outcome.label = label
+                outcome.label, outcome.side = label, side.name
                 print(f"[{done}/{total}] {label}: {outcome.status} after {outcome.seconds:.0f} s "
                       f"(log: {outcome.log})", flush=True)
                 outcomes.append(outcome)

@@ -1,4 +1,5 @@
-"""Command line: ``python -m bench run|report|compare|parity|ab|calibrate|history|gpu-check`` (``-h`` for options).
+"""Command line: ``python -m bench COMMAND`` (``-h`` for options), one of: run, report, compare, parity, ab,
+matrix, calibrate, history, gpu-check.
 
 Exit codes: 0 fine, 1 a regression (compare, ab) or a failed benchmark process, 2 a usage error
 (bad option, no readable results, no GPU for gpu-check). One module per command, each with an
@@ -13,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 # Only light modules here: `report` and `compare` must not import Keras or a backend.
-from bench.commands import ab, calibrate, compare, gpu_check, history, parity, report, run
+from bench.commands import ab, calibrate, compare, gpu_check, history, matrix, parity, report, run
 from bench.commands.options import UsageError
 
-COMMANDS = (run, report, compare, parity, ab, calibrate, history, gpu_check)
+COMMANDS = (run, report, compare, parity, ab, matrix, calibrate, history, gpu_check)
 
 
 def build_parser() -> argparse.ArgumentParser:

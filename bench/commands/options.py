@@ -107,13 +107,18 @@ def forwarded(args: argparse.Namespace) -> list[str]:
     return [*flags, *args.pytest_args]
 
 
-def add_gate_options(p: argparse.ArgumentParser) -> None:
+def add_verdict_options(p: argparse.ArgumentParser) -> None:
+    """The latency gate's own options (compare, ab, matrix, bisect)."""
     p.add_argument("--threshold", type=fraction, default=cmp.DEFAULT_THRESHOLD, metavar="PCT",
                    help="slowdown that counts, e.g. 10%% or 0.1 (default: 10%%)")
     p.add_argument("--confidence", type=confidence_level, default=cmp.DEFAULT_CONFIDENCE, metavar="LEVEL",
                    help="of the interval of the ratio of medians, e.g. 95%% or 0.99 (default: 95%%)")
     p.add_argument("--min-processes", type=settings.positive_int, default=cmp.MIN_PROCESSES, metavar="N",
                    help=f"fewest processes a side to gate on (default: {cmp.MIN_PROCESSES})")
+
+
+def add_gate_options(p: argparse.ArgumentParser) -> None:
+    add_verdict_options(p)
     p.add_argument("--noise", metavar="FILE", default=None,
                    help=f"noise floors from `python -m bench calibrate` (default: <results>/"
                         f"{calibrate.CALIBRATION_FILE} when it exists; 'none' to ignore it)")
