@@ -5,6 +5,7 @@ The tests that install for real use uv offline, from a local folder of wheels (t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -12,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from bench import environments as envs
-from bench import index
+from bench import index, results
 from bench.packages import installed
 from tests.conftest import ROOT
 from tests.wheels import make_wheel
@@ -299,3 +302,41 @@ def test_releases_come_from_simple_pages_and_find_links(tmp_path):
     assert list(map(str, index.releases("KB_Planted", config))) == ["1.0.0", "1.2.0", "1.3.0"]  # 1.1.0 was yanked
     with pytest.raises(index.IndexUnreachable, match=r"tried http://127.0.0.1:9/simple: .*refused"):
         index.releases("keras", OFFLINE_INDEX)
+
+
+# ---------------------------------------------------------------------------------------- the floor
+
+def keras_floor() -> Version:
+    """The oldest Keras pyproject.toml accepts (its ``keras>=X`` dependency)."""
+    [keras] = [Requirement(r) for r in envs.project_requirements(ROOT, ()) if Requirement(r).name == "keras"]
+    [floor] = [Version(spec.version) for spec in keras.specifier if spec.operator == ">="]
+    return floor
+
+
+def test_the_smoke_train_step_runs_under_the_oldest_keras_pyproject_accepts(tmp_path):
+    # The floor release through the overlay, under JAX; the overlay is kept in the user's cache, so this
+    # downloads once. Skipped only when the package index cannot be reached.
+    config = index.from_pip_config()
+    try:
+        available = index.releases("keras", config)
+    except index.IndexUnreachable as exc:
+        pytest.skip(f"the package index cannot be reached: {exc}")
+    release = min(v for v in available if v >= keras_floor() and not v.is_prerelease)
+    try:
+        env = envs.prepare(envs.Request.parse(f"keras=={release}"), root=ROOT, index=config)
+    except envs.EnvironmentFailed as exc:
+        if str(exc).startswith("cannot reach the package index"):
+            pytest.skip(str(exc))
+        raise
+    assert env.kind == "overlay" and f"keras=={release}" in env.resolved
+    out = tmp_path / "results"
+    done = subprocess.run([env.python, "-m", "pytest", "bench/", "-q", "--profile", "smoke", "--dataset", "synthetic",
+                           "--train-samples", "64", "--test-samples", "64", "--maxlen", "20", "--device", "cpu",
+                           "-k", "train_step and not native", "--results-dir", str(out)],
+                          cwd=ROOT, env=env.variables({**os.environ, "KERAS_BACKEND": "jax"}), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [run] = results.load([out])[0]
+    [train] = run.results
+    assert train.kind == "train_step" and train.context.keras == str(release) and train.stats.rounds == 5
+    assert f"keras=={release}" in run.info.packages.installed and run.info.packages.source == env.label
