@@ -18,6 +18,7 @@ from packaging.version import Version
 
 from bench import environments as envs
 from bench import index, results
+from bench.installer import InstallFailed, UvInstaller
 from bench.packages import installed
 from tests.conftest import ROOT
 from tests.wheels import make_wheel
@@ -41,7 +42,7 @@ class FakeInstaller:
         self.calls.append(("overlay", Path(target), tuple(packages), python))
         time.sleep(self.delay)
         if self.fail:
-            raise envs.InstallFailed(["uv", "pip", "install"], self.fail)
+            raise InstallFailed(["uv", "pip", "install"], self.fail)
         for spec in packages:
             name, _, version = spec.partition("==")
             name = name.split(">")[0].split("<")[0]
@@ -63,7 +64,7 @@ class FakeInstaller:
         self.calls.append(("install", Path(python), tuple(requirements), Path(constraints).read_text(),
                            Path(overrides).read_text()))
         if self.fail:
-            raise envs.InstallFailed(["uv", "pip", "install"], self.fail)
+            raise InstallFailed(["uv", "pip", "install"], self.fail)
 
     def freeze(self, python):
         return ["jax==0.9.2", "jaxlib==0.9.2", "keras==3.15.1"]
@@ -249,7 +250,7 @@ def test_an_unreachable_index_names_what_was_tried(tmp_path):
 def test_uv_itself_offline_is_explained(tmp_path, monkeypatch):
     # The real uv against an index nobody listens on: no network leaves this machine.
     monkeypatch.setenv("UV_HTTP_RETRIES", "0")
-    installer = envs.UvInstaller()
+    installer = UvInstaller()
     with pytest.raises(envs.EnvironmentFailed, match=r"cannot reach the package index .* tried http://127.0.0.1:9"):
         prepare(envs.Request.parse("keras==3.12.0"), tmp_path, installer,
                 index=index.IndexConfig(index_url="http://127.0.0.1:9/simple", no_index=False))
@@ -260,14 +261,14 @@ def test_a_real_overlay_from_a_folder_of_wheels_goes_in_front_of_the_venv(tmp_pa
     make_wheel(wheels, "kb-planted", "1.0.0")
     make_wheel(wheels, "kb-planted", "2.0.0", requires=("kb-helper>=1",))
     make_wheel(wheels, "kb-helper", "1.5.0")
-    env = prepare(envs.Request.parse("kb-planted==2.0.0"), tmp_path, envs.UvInstaller(),
+    env = prepare(envs.Request.parse("kb-planted==2.0.0"), tmp_path, UvInstaller(),
                   index=index.find_links_only(wheels), base=None)
     assert env.kind == "overlay" and env.resolved == ("kb-helper==1.5.0", "kb-planted==2.0.0")
     code = "import kb_planted, kb_helper; print(kb_planted.VERSION, kb_helper.VERSION)"
     done = subprocess.run([env.python, "-c", code], env=env.variables({}), capture_output=True, text=True)
     assert done.stdout.split() == ["2.0.0", "1.5.0"], done.stderr
     assert "kb-planted==2.0.0" not in installed()  # this venv itself is untouched
-    assert prepare(envs.Request.parse("kb-planted==2.0.0"), tmp_path, envs.UvInstaller(),
+    assert prepare(envs.Request.parse("kb-planted==2.0.0"), tmp_path, UvInstaller(),
                    index=index.find_links_only(wheels), base=None).built_s is None
 
 
