@@ -91,14 +91,18 @@ def constraint_changes(before: str, after: str) -> list[str]:
     Exact pins (``name==version``) read as versions; other lines are compared as written.
     """
     old, new = environments.pins(before), environments.pins(after)
-    exact = lambda lines: [line.replace(" ", "") for line in lines.values() if re.fullmatch(r"[^=<>!~;]+==[^=;,]+",
-                                                                                            line.replace(" ", ""))]
-    changed = packages.differences(exact(old), exact(new))
-    pinned = {packages.normalize(spec.split("==")[0]) for spec in exact(old) + exact(new)}
-    for name in sorted((old.keys() | new.keys()) - pinned):
+    exact = {name: spec for side in (old, new) for name, spec in side.items() if _exact(spec)}
+    changed = packages.differences([s.replace(" ", "") for s in old.values() if _exact(s)],
+                                   [s.replace(" ", "") for s in new.values() if _exact(s)])
+    for name in sorted((old.keys() | new.keys()) - exact.keys()):
         if old.get(name) != new.get(name):
             changed.append(f"{name}: {old.get(name, '(none)')} → {new.get(name, '(none)')}")
     return changed
+
+
+def _exact(spec: str) -> bool:
+    """Whether a requirement line is an exact pin, ``name==version`` (no marker, no other specifier)."""
+    return re.fullmatch(r"[A-Za-z0-9._-]+\s*==\s*[^=;,\s]+", spec.strip()) is not None
 
 
 def as_one_run(found: Sequence[Result], run_id: str) -> list[Result]:
