@@ -114,7 +114,8 @@ def test_the_command_marks_every_cell_and_writes_its_outputs(tmp_path):
     make_wheel(wheels, "keras", "3.12.0")
     done = run_cli("matrix", "--vary", "keras=3.15.1,3.99.0", "--backends", "jax", "--repeat", "1",
                    "--run-dir", tmp_path / "run", "--profile", "smoke", "--", "-k", "nomatch",
-                   env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_CONFIG_FILE": "/dev/null"},
+                   env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels), "PIP_CONFIG_FILE": "/dev/null",
+                        envs.CACHE_ENV: str(tmp_path / "cache")},
                    timeout=300)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]  # no cell measured anything
     text = (tmp_path / "run" / "MATRIX.md").read_text()
