@@ -4,10 +4,14 @@ Comparing a run with results measured elsewhere, or an hour earlier, gates on th
 drift. Here both commits are checked out as git worktrees (in a temporary folder, removed after),
 and the runner runs them interleaved: base, head, then head, base, ... per backend (the sides take
 turns going first), each process with its own worktree's code (``pytest bench/`` started in that
-worktree). Both sides use this interpreter and its installed packages: a dependency change
-between the commits is not what ``ab`` measures. Results and logs go to ``<run dir>/base`` and
-``<run dir>/head``; the comparison (``bench.compare``: at least 3 processes a side to gate) is
-printed and written to ``<run dir>/COMPARE.md``. The CI workflow runs this same command.
+worktree) and its own environment (``bench.environments``). When the two commits' constraints.txt
+differ, each side runs on its own pinned set: the pins that differ from this venv go into an
+overlay (pure-Python packages such as Keras) or a full environment (compiled ones), so that a
+dependency bump is measured as what it changes; ``--base-with`` / ``--head-with`` (pins) and
+``--base-constraints`` / ``--head-constraints`` (a file) choose a side's set by hand. Results and
+logs go to ``<run dir>/base`` and ``<run dir>/head``; the comparison (``bench.compare``: at least 3
+processes a side to gate) is printed and written to ``<run dir>/COMPARE.md``, which opens with the
+version differences. The CI workflow runs this same command.
 
 The ref ``.`` means the checkout itself as it is, uncommitted changes included (``ab main .``;
 ``ab . .`` is an A/A run of the working tree). ``base_args`` / ``head_args`` add benchmark options
@@ -26,7 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import runner
+from bench import environments, packages, runner
+from bench.compare import package_header
 from bench.fingerprint import describe
 from bench.results import Result
 from bench.selection import measured_on
@@ -34,6 +39,7 @@ from bench.selection import measured_on
 SIDES = ("base", "head")
 WORKING_TREE = "."  # the ref for the checkout as it is, uncommitted changes included
 COMPARE_FILE = "COMPARE.md"  # the verdict, beside both sides' results
+CONSTRAINTS = "constraints.txt"  # the pinned set a commit is tested with
 
 
 class RefError(ValueError):
@@ -47,9 +53,56 @@ class AbRun:
     outcomes: list[runner.Outcome]
     run_dir: Path
     run_ids: dict[str, str]  # per side
+    environments: dict[str, environments.Environment] = dataclasses.field(default_factory=dict)  # per side
+    constraint_changes: list[str] = dataclasses.field(default_factory=list)  # base's constraints.txt -> head's
 
     def side(self, name: str) -> Path:
         return self.run_dir / name
+
+
+@dataclass(frozen=True)
+class SideEnvironment:
+    """What one side asks for by hand: pins (--base-with) and a constraints file (--base-constraints)."""
+
+    packages: tuple[str, ...] = ()
+    constraints: Path | None = None
+
+
+def side_requests(texts: dict[str, str], chosen: dict[str, SideEnvironment],
+                  backends: Sequence[str]) -> dict[str, environments.Request]:
+    """Each side's request: its own options, else (when the commits' constraints.txt differ) its commit's file.
+
+    ``texts`` holds each side's constraints.txt as committed ("" where it has none).
+    """
+    differ = texts["base"] != texts["head"]
+    requests = {}
+    for name in SIDES:
+        asked = chosen.get(name, SideEnvironment())
+        request = environments.Request.parse(asked.packages, asked.constraints, backends)
+        if asked.constraints is None and differ and texts[name]:
+            request = dataclasses.replace(request, constraints=texts[name], constraints_from=f"{name}'s {CONSTRAINTS}")
+        requests[name] = request
+    return requests
+
+
+def constraint_changes(before: str, after: str) -> list[str]:
+    """What changed between two constraints files: ``["keras 3.14.1 → 3.15.1", "+rich 15.0.0"]``.
+
+    Exact pins (``name==version``) read as versions; other lines are compared as written.
+    """
+    old, new = environments.pins(before), environments.pins(after)
+    exact = {name: spec for side in (old, new) for name, spec in side.items() if _exact(spec)}
+    changed = packages.differences([s.replace(" ", "") for s in old.values() if _exact(s)],
+                                   [s.replace(" ", "") for s in new.values() if _exact(s)])
+    for name in sorted((old.keys() | new.keys()) - exact.keys()):
+        if old.get(name) != new.get(name):
+            changed.append(f"{name}: {old.get(name, '(none)')} → {new.get(name, '(none)')}")
+    return changed
+
+
+def _exact(spec: str) -> bool:
+    """Whether a requirement line is an exact pin, ``name==version`` (no marker, no other specifier)."""
+    return re.fullmatch(r"[A-Za-z0-9._-]+\s*==\s*[^=;,\s]+", spec.strip()) is not None
 
 
 def as_one_run(found: Sequence[Result], run_id: str) -> list[Result]:
@@ -59,10 +112,17 @@ def as_one_run(found: Sequence[Result], run_id: str) -> list[Result]:
 
 
 def compare_header(done: AbRun, base_ref: str, head_ref: str, *, base_args: Sequence[str], head_args: Sequence[str],
-                   repeat: int, head: Sequence[Result]) -> str:
-    """COMPARE.md's opening: the commits (hashes shortened), each side's own options, and the machine."""
+                   repeat: int, head: Sequence[Result], base: Sequence[Result] | None = None) -> str:
+    """COMPARE.md's opening: the commits (hashes shortened), the version differences, each side's own
+    options and environment, and the machine."""
     short = lambda text: re.sub(r"\b([0-9a-f]{12})[0-9a-f]{28}\b", r"\1", text)
     header = f"# ab: base {short(done.base)} ({base_ref}) vs head {short(done.head)} ({head_ref})\n\n"
+    if done.constraint_changes:
+        header += f"Versions: {CONSTRAINTS} differs between the commits: {', '.join(done.constraint_changes)}.\n\n"
+    header += package_header(base or (), head)
+    if any(env.kind != "project" for env in done.environments.values()):
+        header += ("Environments: " + "; ".join(f"{name} {env.label}" for name, env in done.environments.items())
+                   + ".\n\n")
     if base_args or head_args:
         sides = [f"{name} {shlex.join(extra) or '-'}" for name, extra in (("base", base_args), ("head", head_args))]
         header += f"Side options: {', '.join(sides)}.\n\n"
@@ -79,8 +139,14 @@ def resolve(repo: Path, ref: str) -> str:
 
 
 def run_ab(base_ref: str, head_ref: str, *, repo: Path, backends: list[str], pytest_args: list[str], repeat: int,
-           run_dir: Path, base_args: Sequence[str] = (), head_args: Sequence[str] = ()) -> AbRun:
-    """Check out both refs as worktrees, run them interleaved, remove the worktrees; returns what ran."""
+           run_dir: Path, base_args: Sequence[str] = (), head_args: Sequence[str] = (),
+           chosen: dict[str, SideEnvironment] | None = None, prepare=environments.prepare) -> AbRun:
+    """Check out both refs as worktrees, prepare each side's environment, run them interleaved, remove the
+    worktrees; returns what ran. ``prepare(request, root=...)`` builds an environment (tests pass a fake).
+
+    Raises ``RefError`` for a ref git cannot resolve and ``environments.EnvironmentFailed`` for a
+    side whose environment cannot be built.
+    """
     repo = repo.resolve()
     if _git(repo, "rev-parse", "--git-dir", check=False).returncode != 0:
         raise RefError(f"{repo} is not a git checkout")
@@ -96,9 +162,15 @@ def run_ab(base_ref: str, head_ref: str, *, repo: Path, backends: list[str], pyt
             if ref != WORKING_TREE:
                 _git(repo, "worktree", "add", "--detach", str(trees[name]), commits[name])
         extra = {"base": tuple(base_args), "head": tuple(head_args)}
-        sides = [runner.Side(name, trees[name], run_dir / name, runner.new_run_id(), extra[name]) for name in SIDES]
+        texts = {name: _constraints_text(trees[name]) for name in SIDES}
+        requests = side_requests(texts, chosen or {}, backends)
+        prepared = {name: prepare(request, root=trees[name]) for name, request in requests.items()}
+        sides = [runner.Side(name, trees[name], run_dir / name, runner.new_run_id(), extra[name], prepared[name])
+                 for name in SIDES]
         print(f"ab: base {commits['base']} ({base_ref}), head {commits['head']} ({head_ref}), {repeat} process(es) "
               f"per side per backend, interleaved", flush=True)
+        for side in sides:
+            print(f"ab: {side.name} runs on {side.environment.label}", flush=True)
         outcomes = runner.run_interleaved(backends, pytest_args, sides, repeat, run_dir)
     finally:
         for name, tree in trees.items():
@@ -106,7 +178,13 @@ def run_ab(base_ref: str, head_ref: str, *, repo: Path, backends: list[str], pyt
                 _git(repo, "worktree", "remove", "--force", str(tree), check=False)
         _git(repo, "worktree", "prune", check=False)
         shutil.rmtree(scratch, ignore_errors=True)
-    return AbRun(commits["base"], commits["head"], outcomes, run_dir, {side.name: side.run_id for side in sides})
+    return AbRun(commits["base"], commits["head"], outcomes, run_dir, {side.name: side.run_id for side in sides},
+                 prepared, constraint_changes(texts["base"], texts["head"]))
+
+
+def _constraints_text(tree: Path) -> str:
+    path = tree / CONSTRAINTS
+    return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
 def _git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

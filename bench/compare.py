@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import parity, stats
+from bench import packages, parity, stats
 from bench.calibrate import noise_key
 from bench.fingerprint import LABELS, MACHINE_KEYS, describe, differences
 from bench.results import GroupKey, Result, load, results_of, write_json_atomic
@@ -172,6 +172,28 @@ def gate(baseline: Sequence[Result], current: Sequence[Result], *, threshold: fl
     for change in changes:
         change.note = "; ".join(filter(None, [notes.get(change.name), change.note]))
     return render_comparison(changes, style, threshold, accuracy_drop, confidence, min_processes), regressions
+
+
+def package_header(baseline: Sequence[Result], current: Sequence[Result]) -> str:
+    """"Packages: keras 3.12.0 → 3.15.1." when the two sides ran on different package sets, else "".
+
+    Each side's set is that of its newest process that recorded one; a side whose processes ran on
+    several sets says so.
+    """
+    sets = []
+    for side in (baseline, current):
+        recorded = [r.run.packages for r in sorted(side, key=lambda r: r.run.started) if r.run.packages]
+        sets.append(recorded)
+    if not all(sets):
+        return ""
+    before, after = sets[0][-1], sets[1][-1]
+    notes = [f"the {name} processes ran on {count} different package sets" for name, count in
+             (("baseline", len({p.id for p in sets[0]})), ("current", len({p.id for p in sets[1]}))) if count > 1]
+    changed = packages.differences(before.installed, after.installed) if before.id != after.id else []
+    if not changed and not notes:
+        return ""
+    text = f"Packages: {', '.join(changed)}." if changed else "Packages: the same sets on both sides."
+    return text + (f" Note: {'; '.join(notes)}." if notes else "") + "\n\n"
 
 
 SEED_SUFFIX = re.compile(r"-seed\d+(?=\]$)")

@@ -261,3 +261,39 @@ def history(series: Any, path: str | os.PathLike, title: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return _save(plt, fig, path)
+
+
+def matrix(rows: Sequence[Any], cells: Sequence[str], kind: str, path: str | os.PathLike,
+           title: str = "") -> Path | None:
+    """One benchmark over a version matrix (``bench.matrix.Row``s): the median per cell, one line per backend,
+    with its 95% interval over processes; None when no row has a value for ``kind`` ("train" or "predict")."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in rows if getattr(r, f"{kind}_ms") is not None]
+    if not measured:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(cells) + 2), 4.5))
+    for backend in sorted({r.backend for r in measured}, key=backend_order):
+        mine = {r.cell: r for r in measured if r.backend == backend}
+        xs = [i for i, cell in enumerate(cells) if cell in mine]
+        medians = [getattr(mine[cells[i]], f"{kind}_ms") for i in xs]
+        intervals = [getattr(mine[cells[i]], f"{kind}_ci_ms") for i in xs]
+        low = [m - (ci[0] if ci else m) for m, ci in zip(medians, intervals, strict=True)]
+        high = [(ci[1] if ci else m) - m for m, ci in zip(medians, intervals, strict=True)]
+        ax.errorbar(xs, medians, yerr=[low, high], marker="o", capsize=3, color=backend_colour(backend),
+                    label=backend)
+        for x, m in zip(xs, medians, strict=True):
+            ax.annotate(fmt_ms(m), (x, m), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xticks(range(len(cells)))
+    ax.set_xticklabels([cell.replace(" ", "\n") for cell in cells], fontsize=8)
+    ax.set_ylabel(f"{kind} step, median ms (median of process medians, 95% CI)")
+    ax.set_title(title or f"kerasbench matrix: {kind} step per cell and backend", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(plt, fig, path)

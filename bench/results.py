@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 SCHEMA_VERSION = 3
 RUN_ID_ENV = "KERASBENCH_RUN_ID"  # set by `python -m bench run` for every process of one run
 REPEAT_INDEX_ENV = "KERASBENCH_REPEAT_INDEX"  # which repeat (0..N-1) of that run a process is
+ENVIRONMENT_ENV = "KERASBENCH_ENVIRONMENT"  # the label of the environment a process runs in ("" for the project venv)
 STEP_KINDS = ("train_step", "predict_step", "native_train_step", "native_predict_step", "serve_batch1")
 KINDS = (*STEP_KINDS, "accuracy")
 REPORT_MARKER = "kerasbench_report"  # report.py's JSON output: not a result file, skipped silently
@@ -272,6 +273,15 @@ class Record:
 
 
 @dataclass(frozen=True)
+class PackageSet:
+    """The exact package set of one process (bench.packages) and how its environment was made."""
+
+    id: str  # a hash of ``installed``: two processes share it exactly when their sets are the same
+    installed: list  # "name==version" of every distribution the process would import from, sorted
+    source: str = "project venv"  # or the environment's label, e.g. "overlay 1a2b3c4d5e6f7a8b: keras==3.12.0"
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """The ``kerasbench`` block: one pytest process under one backend."""
 
@@ -295,16 +305,19 @@ class RunInfo:
     # The device and its state, observed (bench.gpu.device_facts): on GPU driver, CUDA, cuDNN, clocks,
     # temperature, power and throttle reasons before the first benchmark and after the latest one.
     device_facts: dict = field(default_factory=dict)
+    # The process's exact package set and environment (bench.packages); None in files written before it.
+    packages: PackageSet | None = None
 
     @classmethod
     def now(cls, *, backend: str, device: dict, settings: dict, started: datetime, finished: bool,
             exitstatus: int | None, unrecorded: Sequence[str] = (), run_id: str = "", repeat_index: int = 0,
-            fingerprint: dict | None = None, device_facts: dict | None = None) -> RunInfo:
+            fingerprint: dict | None = None, device_facts: dict | None = None,
+            packages: PackageSet | None = None) -> RunInfo:
         return cls(backend=backend, device=device["device"], device_name=device["device_name"], settings=settings,
                    started=started.isoformat(), updated=datetime.now(timezone.utc).isoformat(), finished=finished,
                    exitstatus=exitstatus, argv=list(sys.argv), unrecorded=list(unrecorded), run_id=run_id,
                    repeat_index=repeat_index, fingerprint=dict(fingerprint or {}),
-                   device_facts=dict(device_facts or {}))
+                   device_facts=dict(device_facts or {}), packages=packages)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,17 @@ result file a backend finished is kept (they are written after each benchmark).
 that a drift of the machine spreads over every backend instead of landing on one. The processes of
 one run share a run id (``results.RUN_ID_ENV``) and know their repeat index, which their result
 files record: the report and compare then treat them as one run of N processes. ``python -m bench
-ab`` interleaves two checkouts ("sides") the same way: base, head, then head, base, ... per backend.
+ab`` interleaves two checkouts ("sides") the same way: base, head, then head, base, ... per backend,
+and ``matrix`` interleaves its cells. A side is code plus an environment (``bench.environments``):
+its processes start with the side's interpreter and package set (an overlay in front of this venv,
+or a full environment of their own), and a backend missing from a side's environment is skipped
+for that side only.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,6 +31,7 @@ from typing import TypeVar
 
 from bench.backends import BackendError, check_backend
 from bench.distributed.launcher import killed_by
+from bench.environments import PROJECT, Environment
 from bench.results import REPEAT_INDEX_ENV, RUN_ID_ENV
 from bench.settings import CHECKOUT
 from bench.training import PROGRESS_PREFIX
@@ -41,6 +47,7 @@ class Outcome:
     seconds: float = 0.0
     log: Path | None = None
     label: str = ""  # e.g. "jax (2/3)" or "base jax (2/3)"; the backend's name alone for a single run
+    side: str = ""  # the side's name ("base", a matrix cell); "" for a plain run or a backend skipped everywhere
 
     @property
     def ok(self) -> bool:
@@ -54,13 +61,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Side:
-    """One checkout whose benchmarks run: this one, or (ab) a worktree of another commit."""
+    """One checkout whose benchmarks run, in one environment: this checkout, or (ab) a worktree of another commit."""
 
-    name: str  # "" for a plain run; "base" / "head" for ab
+    name: str  # "" for a plain run; "base" / "head" for ab; a matrix cell's name
     root: Path  # the checkout whose bench/ runs (its own code, its own conftest)
     results: Path  # where its result files go
     run_id: str  # shared by every process of this side (results.RUN_ID_ENV)
     args: tuple[str, ...] = ()  # benchmark options of this side only, after the shared ones (the last wins)
+    environment: Environment = PROJECT  # the interpreter and packages its processes start with
 
 
 def new_run_id() -> str:
@@ -76,11 +84,13 @@ def abba(items: Sequence[T], index: int) -> list[T]:
     return list(items) if index % 2 == 0 else list(reversed(items))
 
 
-def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path, repeat: int = 1) -> list[Outcome]:
+def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path, repeat: int = 1,
+                 environment: Environment = PROJECT) -> list[Outcome]:
     """Run the benchmarks under each backend, ``repeat`` times interleaved; results and logs go to ``run_dir``."""
     run_dir = run_dir.resolve()  # the children run in the checkout: a relative folder would move
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_interleaved(backends, pytest_args, [Side("", CHECKOUT, run_dir, new_run_id())], repeat, run_dir)
+    side = Side("", CHECKOUT, run_dir, new_run_id(), environment=environment)
+    return run_interleaved(backends, pytest_args, [side], repeat, run_dir)
 
 
 def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence[Side], repeat: int,
@@ -95,25 +105,37 @@ def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence
     if repeat < 1:
         raise ValueError("repeat must be at least 1")
     outcomes: list[Outcome] = []
-    installed = []
+    runnable: dict[str, list[Side]] = {}  # backend -> the sides whose environment has it
+    problems: dict[tuple[str, str], str | None] = {}
     for name in backends:
-        try:
-            check_backend(name)
-            installed.append(name)
-        except BackendError as exc:
-            print(f"{name}: skipped: {exc}", flush=True)
+        missing = {}
+        for side in sides:
+            key = (name, side.environment.id)
+            if key not in problems:
+                problems[key] = _missing_backend(name, side)
+            missing[side.name] = problems[key]
+        ready = [side for side in sides if missing[side.name] is None]
+        if not ready:
+            print(f"{name}: skipped: {next(iter(missing.values()), 'no side to run')}", flush=True)
             outcomes.append(Outcome(name, "not installed", label=name))
-    total = len(installed) * len(sides) * repeat
+            continue
+        for side in sides:
+            if missing[side.name] is not None:
+                label = f"{side.name} {name}"
+                print(f"{label}: skipped: {missing[side.name]}", flush=True)
+                outcomes.append(Outcome(name, "not installed", label=label, side=side.name))
+        runnable[name] = ready
+    total = sum(len(ready) for ready in runnable.values()) * repeat
     done = 0
     for index in range(repeat):
-        for name in installed:
-            for side in abba(sides, index):
+        for name, ready in runnable.items():
+            for side in abba(ready, index):
                 done += 1
                 label = " ".join(filter(None, [side.name, name, f"({index + 1}/{repeat})" if repeat > 1 else ""]))
-                stem = "-".join(filter(None, [side.name, name, str(index + 1) if repeat > 1 else ""]))
+                stem = "-".join(filter(None, [_slug(side.name), name, str(index + 1) if repeat > 1 else ""]))
                 print(f"[{done}/{total}] {label}: running pytest bench/ {' '.join(pytest_args)}", flush=True)
                 outcome = _run_one(name, pytest_args, side, index, log_dir / f"{stem}.log")
-                outcome.label = label
+                outcome.label, outcome.side = label, side.name
                 print(f"[{done}/{total}] {label}: {outcome.status} after {outcome.seconds:.0f} s "
                       f"(log: {outcome.log})", flush=True)
                 outcomes.append(outcome)
@@ -122,11 +144,38 @@ def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence
     return outcomes
 
 
+def _slug(name: str) -> str:
+    """A side's name as a file name: 'keras=3.12.0 jax=0.10.2' -> 'keras=3.12.0_jax=0.10.2'."""
+    return re.sub(r"[^A-Za-z0-9=.+-]+", "_", name).strip("_")
+
+
+def _missing_backend(name: str, side: Side) -> str | None:
+    """Why ``name`` cannot run in ``side``'s environment, or None.
+
+    This interpreter answers for the project venv and an overlay (which adds pure-Python packages in
+    front of it); a full environment's own interpreter answers for itself, from the side's checkout.
+    """
+    if side.environment.kind != "full":
+        try:
+            check_backend(name)
+        except BackendError as exc:
+            return str(exc)
+        return None
+    code = ("import sys\nfrom bench.backends import BackendError, check_backend\n"
+            "try:\n    check_backend(sys.argv[1])\nexcept BackendError as exc:\n    sys.exit(str(exc))\n")
+    done = subprocess.run([side.environment.python, "-c", code, name], cwd=side.root, capture_output=True, text=True,
+                          env=side.environment.variables(os.environ))
+    if done.returncode == 0:
+        return None
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit {done.returncode}"
+
+
 def _run_one(name: str, pytest_args: list[str], side: Side, repeat_index: int, log: Path) -> Outcome:
-    command = [sys.executable, "-m", "pytest", "bench/", "-v",
+    command = [side.environment.python, "-m", "pytest", "bench/", "-v",
                "--results-dir", str(side.results), *pytest_args, *side.args]
-    env = {**os.environ, "KERAS_BACKEND": name, "PYTHONUNBUFFERED": "1", RUN_ID_ENV: side.run_id,
-           REPEAT_INDEX_ENV: str(repeat_index)}
+    env = side.environment.variables({**os.environ, "KERAS_BACKEND": name, "PYTHONUNBUFFERED": "1",
+                                      RUN_ID_ENV: side.run_id, REPEAT_INDEX_ENV: str(repeat_index)})
     start = time.perf_counter()  # wall time of a whole child process: no device sync involved
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", buffering=1) as fh:  # line-buffered: the log grows while the backend runs

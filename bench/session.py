@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import backends, energy, fingerprint, gpu, results
+from bench import backends, energy, fingerprint, gpu, packages, results
 from bench.data import Dataset
 from bench.distributed import launcher
 from bench.distributed.engine import Engine, engine_for
@@ -170,6 +170,7 @@ class Session:
                 backend=adapter.name, versions=adapter.versions(), device=adapter.device.as_dict(),
                 threads=self.settings.threads),
             device_facts=gpu.device_facts(adapter, self.gpu_watch, energy.energy_meter(adapter.device.kind).source),
+            packages=packages.current(os.environ.get(results.ENVIRONMENT_ENV, "")),
         )
         if self.path is None:
             self.path = results.result_path(self.settings.results_dir, self.label, self.settings.profile.name,

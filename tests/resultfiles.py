@@ -11,12 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from bench import results
+from bench.packages import set_id
 from bench.results import (
     AccuracyMetrics,
     Context,
     Equivalence,
     Kernel,
     Memory,
+    PackageSet,
     Record,
     ReplicaLayout,
     RunInfo,
@@ -52,11 +54,13 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
                 finished: bool = True, started: str = "2026-11-29T08:00:00+00:00", keras: str = "3.15.1",
                 device_name: str = "Test CPU", kinds: tuple[str, ...] = KINDS, rounds: int = 30,
                 target_accuracy: float = 0.70, data: dict | None = None, run_id: str = "", repeat_index: int = 0,
-                fingerprint: dict | None = None) -> dict:
+                fingerprint: dict | None = None, packages: list[str] | None = None,
+                environment: str = "project venv") -> dict:
     """One run's result document; ``train``/``predict``/``epoch`` are (median, IQR) in seconds.
 
     ``data`` maps a kind to its round times (seconds), which then make its statistics; ``run_id`` and
-    ``repeat_index`` make the file one process of a repeated run; ``fingerprint`` is the machine's.
+    ``repeat_index`` make the file one process of a repeated run; ``fingerprint`` is the machine's;
+    ``packages`` ("name==version", ...) the process's package set, made as ``environment`` says.
     """
     label = f"{backend}-{device}"
     settings = {"profile": profile, "variant": "default", "dataset_requested": dataset, "device_requested": "auto",
@@ -94,7 +98,8 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
         })
     run = RunInfo(backend=backend, device=device, device_name=device_name, settings=settings, started=started,
                   updated=started, finished=finished, exitstatus=0 if finished else None, argv=[], run_id=run_id,
-                  repeat_index=repeat_index, fingerprint=fingerprint or {})
+                  repeat_index=repeat_index, fingerprint=fingerprint or {},
+                  packages=None if packages is None else PackageSet(set_id(packages), sorted(packages), environment))
     return {
         "machine_info": {"node": "test", "kerasbench": {"backend": backend, "keras": keras, backend: "1.0.0"}},
         "commit_info": {"id": "0" * 40, "dirty": False},
@@ -112,7 +117,8 @@ def write_result(folder: Path, document: dict, name: str | None = None) -> Path:
     name = name or f"{block['backend']}-{block['device']}-{block['settings']['profile']}_{stamp}_1.json"
     path = folder / name
     body = {k: v for k, v in document.items() if k != "kerasbench"}
-    results.write(path, body, RunInfo(**block))
+    packages = block.get("packages")
+    results.write(path, body, RunInfo(**{**block, "packages": PackageSet(**packages) if packages else None}))
     return path
 
 

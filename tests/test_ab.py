@@ -1,12 +1,16 @@
 """Interleaved processes: ``bench run --repeat N`` and ``bench ab BASE HEAD`` (two commits, one sitting)."""
 
 import json
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from bench import ab, results, runner
+from bench import environments as envs
 from bench.selection import aggregate, latest
 from tests.conftest import ROOT, run_cli
 from tests.resultfiles import make_result, write_result
@@ -150,3 +154,139 @@ def test_compare_header_names_the_commits_side_options_and_machine(tmp_path):
                       "3 process(es) a side.\n\n")
     plain = ab.compare_header(done, "main", ".", base_args=[], head_args=[], repeat=3, head=[])
     assert "Side options" not in plain and "Measured on machine not recorded" in plain
+
+
+# ------------------------------------------------------------------------------------ environments
+
+ENV_BENCHMARK = '''import json, os, sys
+
+def test_env(pytestconfig):
+    keys = ("KERAS_BACKEND", "KERASBENCH_ENVIRONMENT", "PYTHONPATH")
+    os.makedirs(pytestconfig.getoption("results_dir"), exist_ok=True)
+    with open(os.path.join(pytestconfig.getoption("results_dir"), "order.jsonl"), "a") as fh:
+        fh.write(json.dumps({**{k: os.environ.get(k) for k in keys}, "python": sys.executable}) + "\\n")
+'''
+
+
+def env_checkout(path):
+    fake_checkout(path)
+    (path / "bench" / "test_env.py").write_text(ENV_BENCHMARK)
+    return path
+
+
+def overlay(tmp_path, name="ov"):
+    folder = tmp_path / name
+    folder.mkdir()
+    return envs.Environment("overlay", f"id-{name}", sys.executable, (str(folder),), ("keras==3.12.0",), folder)
+
+
+def test_a_side_runs_in_its_own_environment(tmp_path):
+    code = env_checkout(tmp_path / "code")
+    ov = overlay(tmp_path)
+    sides = [runner.Side("base", code, tmp_path / "base", "b", (), ov),
+             runner.Side("head", code, tmp_path / "head", "h")]
+    for side in sides:
+        side.results.mkdir()
+    outcomes = runner.run_interleaved(["jax"], [], sides, repeat=1, log_dir=tmp_path / "logs")
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    [base] = [json.loads(line) for line in (tmp_path / "base" / "order.jsonl").read_text().splitlines()]
+    [head] = [json.loads(line) for line in (tmp_path / "head" / "order.jsonl").read_text().splitlines()]
+    assert base["PYTHONPATH"].split(os.pathsep)[0] == str(ov.folder) and base["KERASBENCH_ENVIRONMENT"] == ov.label
+    assert head["KERASBENCH_ENVIRONMENT"] == "" and str(ov.folder) not in (head["PYTHONPATH"] or "")
+
+
+def test_a_backend_missing_from_one_sides_full_environment_is_skipped_for_that_side_only(tmp_path):
+    # A stand-in interpreter: it answers the backend check (python -c CODE NAME) with "no torch here", and
+    # runs everything else with this interpreter.
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nif [ "$1" = "-c" ]; then\n  [ "$3" = "torch" ] && echo "no torch here" >&2 && '
+                      f'exit 1\n  exit 0\nfi\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    full = envs.Environment("full", "id-full", str(python), (), ("torch==2.0.0",), tmp_path)
+    code = env_checkout(tmp_path / "code")
+    sides = [runner.Side("a", code, tmp_path / "a", "a"), runner.Side("b", code, tmp_path / "b", "b", (), full)]
+    for side in sides:
+        side.results.mkdir()
+    outcomes = runner.run_interleaved(["torch"], [], sides, repeat=1, log_dir=tmp_path / "logs")
+    assert [(o.label, o.status) for o in outcomes] == [("b torch", "not installed"), ("a torch", "ok")]
+    outcomes = runner.run_interleaved(["jax"], [], sides[1:], repeat=1, log_dir=tmp_path / "logs")
+    assert [o.status for o in outcomes] == ["ok"]
+    [entry] = [json.loads(line) for line in (tmp_path / "b" / "order.jsonl").read_text().splitlines()]
+    assert entry["KERASBENCH_ENVIRONMENT"] == full.label
+
+
+def test_sides_get_their_commits_constraints_only_when_the_commits_differ():
+    same = ab.side_requests({"base": "keras==3.15.1\n", "head": "keras==3.15.1\n"}, {}, ["jax"])
+    assert all(request.empty for request in same.values())
+    differ = ab.side_requests({"base": "keras==3.14.1\n", "head": "keras==3.15.1\n"}, {}, ["jax"])
+    assert differ["base"].constraints == "keras==3.14.1\n"
+    assert differ["base"].constraints_from == "base's constraints.txt"
+    assert differ["head"].constraints == "keras==3.15.1\n" and differ["head"].backends == ("jax",)
+    chosen = ab.side_requests({"base": "a==1\n", "head": "a==2\n"},
+                              {"head": ab.SideEnvironment(("keras==3.12.0",))}, ["jax"])
+    assert chosen["head"].packages == ("keras==3.12.0",) and chosen["head"].constraints == "a==2\n"
+    with pytest.raises(envs.EnvironmentFailed, match="cannot read constraints file"):
+        ab.side_requests({"base": "", "head": ""}, {"base": ab.SideEnvironment((), Path("/nonexistent"))}, ["jax"])
+
+
+def test_constraint_changes_read_pins_as_versions():
+    before = "keras==3.14.1\njax==0.10.2\nold==1.0\nfree>=1\n"
+    after = "keras==3.15.1\njax==0.10.2\nnew==2.0\nfree>=2\n"
+    assert ab.constraint_changes(before, after) == ["keras 3.14.1 → 3.15.1", "+new 2.0", "-old 1.0",
+                                                    "free: free>=1 → free>=2"]
+    assert ab.constraint_changes(before, before) == []
+
+
+def test_compare_md_opens_with_the_version_differences(tmp_path):
+    write_result(tmp_path / "base", make_result("jax", kinds=("train_step",), keras="3.14.1",
+                                                packages=["keras==3.14.1", "jax==0.10.2"]))
+    write_result(tmp_path / "head", make_result("jax", kinds=("train_step",),
+                                                packages=["keras==3.15.1", "jax==0.10.2"]))
+    base, head = (results.results_of(results.load([tmp_path / side])[0]) for side in ("base", "head"))
+    ov = overlay(tmp_path)
+    done = ab.AbRun("a" * 40, "b" * 40, [], tmp_path, {"base": "1", "head": "2"}, {"base": ov, "head": envs.PROJECT},
+                    ["keras 3.14.1 → 3.15.1"])
+    header = ab.compare_header(done, "HEAD~1", "HEAD", base_args=[], head_args=[], repeat=3, head=head, base=base)
+    assert header.startswith(f"# ab: base {'a' * 12} (HEAD~1) vs head {'b' * 12} (HEAD)\n\n"
+                             "Versions: constraints.txt differs between the commits: keras 3.14.1 → 3.15.1.\n\n"
+                             "Packages: keras 3.14.1 → 3.15.1.\n\n"
+                             f"Environments: base {ov.label}; head project venv.\n\n")
+
+
+@pytest.fixture
+def bumped(tmp_path):
+    """A repository of the fake checkout: commit A pins keras==3.14.1, commit B bumps it to 3.15.1."""
+    repo = env_checkout(tmp_path / "repo")
+    (repo / "constraints.txt").write_text("keras==3.14.1\nnumpy==2.4.6\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "A")
+    (repo / "constraints.txt").write_text("keras==3.15.1\nnumpy==2.4.6\n")
+    git(repo, "commit", "-q", "-am", "B: bump keras")
+    return repo
+
+
+def test_ab_of_a_constraints_bump_runs_each_side_on_its_own_pinned_set(tmp_path, bumped):
+    asked = {}
+
+    def prepare(request, *, root):
+        side = "base" if "3.14.1" in request.constraints else "head"
+        asked[side] = (request, root)
+        return overlay(tmp_path, side) if side == "base" else envs.PROJECT
+
+    done = ab.run_ab("HEAD~1", "HEAD", repo=bumped, backends=["jax"], pytest_args=[], repeat=1,
+                     run_dir=tmp_path / "ab", prepare=prepare)
+    assert [o.status for o in done.outcomes] == ["ok", "ok"]
+    assert asked["base"][0].constraints_from == "base's constraints.txt" and asked["base"][1] != bumped
+    assert done.constraint_changes == ["keras 3.14.1 → 3.15.1"]
+    assert done.environments["base"].label == "overlay id-base: keras==3.12.0"
+    [entry] = [json.loads(line) for line in (tmp_path / "ab" / "base" / "order.jsonl").read_text().splitlines()]
+    assert entry["KERASBENCH_ENVIRONMENT"] == "overlay id-base: keras==3.12.0"
+    assert git(bumped, "worktree", "list").count("\n") == 0
+
+
+def test_ab_with_an_environment_that_cannot_be_built_is_a_usage_error(tmp_path, bumped):
+    done = run_cli("ab", "HEAD~1", "HEAD", "--repo", bumped, "--head-constraints", tmp_path / "none.txt",
+                   "--run-dir", tmp_path / "ab", timeout=120)
+    assert done.returncode == 2 and "cannot read constraints file" in done.stderr and "Traceback" not in done.stderr
+    assert git(bumped, "worktree", "list").count("\n") == 0

@@ -209,6 +209,25 @@ def test_differences_besides_the_code_are_noted(tmp_path):
     assert latency(changes).baseline == pytest.approx(100)  # the newer of two single-process runs
 
 
+def test_the_header_names_the_packages_that_differ_between_the_sides(tmp_path):
+    base_set, head_set = ["keras==3.14.1", "jax==0.10.2"], ["keras==3.15.1", "jax==0.10.2", "rich==15.0.0"]
+    base = files(tmp_path, "base", make_result("jax", packages=base_set))
+    cur = files(tmp_path, "cur", make_result("jax", packages=head_set),
+                make_result("torch", packages=head_set, started="2026-11-29T09:00:00+00:00"))
+    baseline, current = (results.results_of(results.load([side])[0]) for side in (base, cur))
+    assert cmp.package_header(baseline, current) == "Packages: keras 3.14.1 → 3.15.1, +rich 15.0.0.\n\n"
+    assert cmp.package_header(current, current) == ""
+    mixed = files(tmp_path, "mixed", make_result("jax", packages=base_set),
+                  make_result("torch", packages=head_set, started="2026-11-29T09:00:00+00:00"))
+    mixed_results = results.results_of(results.load([mixed])[0])
+    assert cmp.package_header(current, mixed_results) == ("Packages: the same sets on both sides. Note: the current "
+                                                          "processes ran on 2 different package sets.\n\n")
+    unrecorded = results.results_of(results.load([files(tmp_path, "old", make_result("jax"))])[0])
+    assert cmp.package_header(unrecorded, current) == ""
+    done = run_bench_cli("compare", str(base), str(cur), "--noise", "none", timeout=120)
+    assert done.stdout.startswith("Packages: keras 3.14.1 → 3.15.1, +rich 15.0.0.\n\n## ")
+
+
 # ----------------------------------------------------------------------------------------------- accuracy
 
 def test_accuracy_drop_is_a_regression_and_a_small_one_is_not(tmp_path):

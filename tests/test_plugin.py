@@ -45,6 +45,9 @@ def test_run_block_records_schema_and_completion(tiny_run):
     assert run["schema_version"] == SCHEMA_VERSION and run["finished"] is True and run["exitstatus"] == 0
     assert run["backend"] == selected_backend() and run["device"] == "cpu"
     assert doc["machine_info"]["kerasbench"]["keras"]
+    packages = run["packages"]  # the process's exact package set, as it imports it
+    assert f"keras=={doc['machine_info']['kerasbench']['keras']}" in packages["installed"]
+    assert packages["source"] == "project venv" and len(packages["id"]) == 16
 
 
 def test_step_benchmarks_record_stats_and_context(tiny_run):

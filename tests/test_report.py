@@ -117,6 +117,22 @@ def test_different_keras_versions_get_their_own_lines(tmp_path):
     assert sorted(line.keras for line in lines) == ["3.15.1", "3.16.0"]
 
 
+def test_lines_on_different_package_sets_say_what_differs(tmp_path):
+    base = ["keras==3.15.1", "jax==0.10.2", "numpy==2.4.6"]
+    write_result(tmp_path, make_result("jax", keras="3.15.1", packages=base))
+    write_result(tmp_path, make_result("torch", keras="3.15.1", packages=base))  # same venv: nothing to say
+    write_result(tmp_path, make_result("jax", keras="3.12.0", packages=[*base[1:], "keras==3.12.0"],
+                                       started="2026-11-29T09:00:00+00:00", train=(0.2, 0.001)))
+    rows, _ = load_rows(tmp_path)
+    [group] = report.build(rows).groups
+    assert group.package_differences() == ["jax 1.0.0 (Keras 3.12.0) against jax 1.0.0 (Keras 3.15.1): "
+                                           "keras 3.15.1 → 3.12.0"]
+    assert "Package sets differ between lines: jax 1.0.0 (Keras 3.12.0) against" in report.render_markdown(rows)
+    write_result(tmp_path / "old", make_result("jax"))  # files from before package sets: no note
+    [group] = report.build(load_rows(tmp_path / "old")[0]).groups
+    assert group.package_differences() == []
+
+
 def test_unfinished_run_is_marked_incomplete(tmp_path):
     write_result(tmp_path, make_result("torch", finished=False, kinds=("train_step",)))
     rows, _ = load_rows(tmp_path)
@@ -324,7 +340,7 @@ def test_terminal_table_names_seeds_failures_and_the_rest_of_the_report(tmp_path
 
 
 def test_run_ends_with_the_compact_table_and_writes_the_wide_one(tmp_path, monkeypatch, capsys):
-    def planted(backends, pytest_args, run_dir, repeat=1):
+    def planted(backends, pytest_args, run_dir, repeat=1, environment=None):
         three_backends(run_dir)
         return [runner.Outcome(backend, "ok") for backend in backends]
 

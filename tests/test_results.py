@@ -14,6 +14,7 @@ import re
 import pytest
 
 from bench import results
+from bench.packages import set_id
 from bench.results import (
     AccuracyMetrics,
     Context,
@@ -240,3 +241,15 @@ def test_layout_names(mode, replicas, name):
     assert results.layout_name(mode, replicas) == name
     assert ReplicaLayout(engine=None if mode == "single" else "e", mode=mode, replicas=replicas).name == name
 
+
+
+def test_the_package_set_is_recorded_and_older_files_load_without_one(tmp_path):
+    specs = ["keras==3.12.0", "jax==0.10.2"]
+    path = write_result(tmp_path, make_result("jax", kinds=("train_step",), packages=specs,
+                                              environment="overlay 0123: keras==3.12.0"))
+    [run] = results.load([path])[0]
+    assert run.info.packages == results.PackageSet(set_id(specs), sorted(specs), "overlay 0123: keras==3.12.0")
+    older = make_result("jax", kinds=("train_step",))
+    del older["kerasbench"]["packages"]  # a schema-3 file written before package sets were recorded
+    [run] = results.load([plant(tmp_path, older, "older.json")])[0]
+    assert run.info.packages is None

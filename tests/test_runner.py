@@ -83,3 +83,10 @@ def test_a_backend_killed_by_a_signal_without_a_name_is_reported(tmp_path):
     side = runner.Side("", tmp_path, tmp_path, "run")
     outcome = runner._run_one(selected_backend(), [], side, 0, tmp_path / "log.txt")
     assert outcome.status == f"killed (signal {number})"
+
+
+def test_an_environment_that_cannot_be_built_stops_run_before_any_process(tmp_path):
+    proc = run_cli("run", "--backends", selected_backend(), "--constraints", str(tmp_path / "none.txt"),
+                   "--run-dir", str(tmp_path / "run"), timeout=60)
+    assert proc.returncode == 2 and "cannot read constraints file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()

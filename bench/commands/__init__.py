@@ -1,7 +1,9 @@
-"""Command line: ``python -m bench run|report|compare|parity|ab|calibrate|history|gpu-check`` (``-h`` for options).
+"""Command line: ``python -m bench COMMAND`` (``-h`` for options), one of: run, report, compare, parity, ab,
+matrix, bisect, calibrate, history, gpu-check.
 
-Exit codes: 0 fine, 1 a regression (compare, ab) or a failed benchmark process, 2 a usage error
-(bad option, no readable results, no GPU for gpu-check). One module per command, each with an
+Exit codes: 0 fine, 1 a regression (compare, ab), a failed benchmark process, or nothing found (matrix:
+no cell ran; bisect: the ends do not differ), 2 a usage error (bad option, no readable results, no GPU
+for gpu-check, an environment that cannot be built). One module per command, each with an
 ``add(sub)`` that adds its parser and sets ``handler``; the options several commands share are
 defined once, in ``bench.commands.options``. To add a command, write a module and list it in COMMANDS.
 """
@@ -13,10 +15,10 @@ import sys
 from collections.abc import Sequence
 
 # Only light modules here: `report` and `compare` must not import Keras or a backend.
-from bench.commands import ab, calibrate, compare, gpu_check, history, parity, report, run
+from bench.commands import ab, bisect, calibrate, compare, gpu_check, history, matrix, parity, report, run
 from bench.commands.options import UsageError
 
-COMMANDS = (run, report, compare, parity, ab, calibrate, history, gpu_check)
+COMMANDS = (run, report, compare, parity, ab, matrix, bisect, calibrate, history, gpu_check)
 
 
 def build_parser() -> argparse.ArgumentParser:

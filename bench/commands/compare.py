@@ -27,5 +27,5 @@ def run(args: argparse.Namespace) -> int:
     baseline, _ = load_results([args.baseline], "baseline")
     current, _ = load_results([args.current], "current")
     text, regressions = gate(args, baseline, current)
-    print(text, end="")
+    print(cmp.package_header(baseline, current) + text, end="")
     return 1 if regressions else 0

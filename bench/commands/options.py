@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import calibrate, results, settings
+from bench import calibrate, environments, results, settings
 from bench import compare as cmp
 from bench.backends import BACKENDS
 from bench.selection import measured_on
@@ -61,6 +61,30 @@ def add_backends_option(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
 
 
+def add_environment_options(p: argparse.ArgumentParser, side: str = "") -> None:
+    """``--with PINS`` and ``--constraints FILE``; for one side of ``ab``: ``--base-with``, ``--base-constraints``."""
+    prefix, dest = (f"--{side}-", f"{side}_") if side else ("--", "")
+    whose = f"the {side} side's processes" if side else "the benchmark processes"
+    p.add_argument(f"{prefix}with", dest=f"{dest}with_packages", default="", metavar="PINS",
+                   help=f"packages for {whose}, e.g. \"keras==3.14.1 jax==0.10.1\": pure-Python ones in a cached "
+                        "overlay in front of this venv, compiled ones (jax, tensorflow, torch) in a cached full "
+                        "environment built with uv")
+    p.add_argument(f"{prefix}constraints", dest=f"{dest}constraints", default=None, metavar="FILE",
+                   help=f"a constraints file for {whose}: its pins that differ from this venv are installed "
+                        "the same way")
+
+
+def environment_for(args: argparse.Namespace, backends: Sequence[str], side: str = "") -> environments.Environment:
+    """The environment ``--with`` / ``--constraints`` ask for (``side``'s own), prepared; a failure is a usage error."""
+    dest = f"{side}_" if side else ""
+    try:
+        request = environments.Request.parse(getattr(args, f"{dest}with_packages"), getattr(args, f"{dest}constraints"),
+                                             backends)
+        return environments.prepare(request, root=settings.CHECKOUT)
+    except environments.EnvironmentFailed as exc:
+        raise UsageError(str(exc)) from None
+
+
 RUN_OWN = ("--results-dir",)  # `run` puts results in its run folder (--run-dir)
 
 
@@ -83,13 +107,18 @@ def forwarded(args: argparse.Namespace) -> list[str]:
     return [*flags, *args.pytest_args]
 
 
-def add_gate_options(p: argparse.ArgumentParser) -> None:
+def add_verdict_options(p: argparse.ArgumentParser) -> None:
+    """The latency gate's own options (compare, ab, matrix, bisect)."""
     p.add_argument("--threshold", type=fraction, default=cmp.DEFAULT_THRESHOLD, metavar="PCT",
                    help="slowdown that counts, e.g. 10%% or 0.1 (default: 10%%)")
     p.add_argument("--confidence", type=confidence_level, default=cmp.DEFAULT_CONFIDENCE, metavar="LEVEL",
                    help="of the interval of the ratio of medians, e.g. 95%% or 0.99 (default: 95%%)")
     p.add_argument("--min-processes", type=settings.positive_int, default=cmp.MIN_PROCESSES, metavar="N",
                    help=f"fewest processes a side to gate on (default: {cmp.MIN_PROCESSES})")
+
+
+def add_gate_options(p: argparse.ArgumentParser) -> None:
+    add_verdict_options(p)
     p.add_argument("--noise", metavar="FILE", default=None,
                    help=f"noise floors from `python -m bench calibrate` (default: <results>/"
                         f"{calibrate.CALIBRATION_FILE} when it exists; 'none' to ignore it)")

@@ -6,7 +6,17 @@ import argparse
 from pathlib import Path
 
 from bench import parity, plots, report, results, runner, sequential, settings, stats
-from bench.commands.options import UsageError, add_backends_option, add_benchmark_options, forwarded, load_runs, wrote
+from bench.commands.options import (
+    UsageError,
+    add_backends_option,
+    add_benchmark_options,
+    add_environment_options,
+    environment_for,
+    forwarded,
+    load_runs,
+    wrote,
+)
+from bench.environments import Environment
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +34,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", type=parity.margin_points, default=parity.DEFAULT_MARGIN, metavar="PTS",
                    help="val_accuracy difference between backends that still counts as equivalent, for the "
                         "report's parity section and --seeds auto (default: 1pt)")
+    add_environment_options(p)
     add_benchmark_options(p)
     auto = p.add_argument_group(
         "--seeds auto", "the accuracy benchmark in batches of seeds until every pair of backends is settled, with a "
@@ -44,12 +55,16 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    environment = environment_for(args, args.backends)
     run_dir = Path(args.run_dir).resolve() if args.run_dir else runner.default_run_dir(settings.results_dir())
+    if environment.kind != "project":
+        print(f"run: the benchmark processes run on {environment.label}", flush=True)
     outcome = None
     if isinstance(getattr(args, "seeds", None), settings.AutoSeeds):
-        outcomes, outcome = _auto(args, run_dir)
+        outcomes, outcome = _auto(args, run_dir, environment)
     else:
-        outcomes = runner.run_backends(args.backends, forwarded(args), run_dir, repeat=args.repeat)
+        outcomes = runner.run_backends(args.backends, forwarded(args), run_dir, repeat=args.repeat,
+                                       environment=environment)
     print("\n" + runner.summary(outcomes))
     runs, warnings = load_runs([run_dir], show_warnings=False)  # the report lists them
     found = results.results_of(runs)
@@ -71,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(o.failed for o in outcomes) else 0
 
 
-def _auto(args: argparse.Namespace, run_dir: Path) -> tuple[list[runner.Outcome], sequential.Outcome]:
+def _auto(args: argparse.Namespace, run_dir: Path,
+          environment: Environment) -> tuple[list[runner.Outcome], sequential.Outcome]:
     """--seeds auto: batches of seeds, each run on every backend, until every pair is settled."""
     try:
         design = sequential.Design(margin=args.margin, sd_bound=args.sd_bound, batch=args.seed_batch,
@@ -86,7 +102,7 @@ def _auto(args: argparse.Namespace, run_dir: Path) -> tuple[list[runner.Outcome]
         args.seeds = settings.Seeds(seeds)
         # Only the accuracy benchmark is what the seeds are for; a -k after -- still wins.
         done = runner.run_backends(args.backends, ["-k", "test_accuracy", *forwarded(args)], run_dir,
-                                   repeat=args.repeat)
+                                   repeat=args.repeat, environment=environment)
         outcomes.extend(done)
         return not any(o.failed for o in done)
 

@@ -54,6 +54,9 @@ def _notes(group: Group) -> str:
     sources = sorted({s.data_source for s in lines if s.data_source})
     if sources:
         notes.append(f"Accuracy data: {'; '.join(sources)}.")
+    differing = group.package_differences()
+    if differing:
+        notes.append(f"Package sets differ between lines: {'; '.join(differing)}.")
     return " ".join(notes)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bench import parity, scaling
+from bench import packages, parity, scaling
 from bench.results import GroupKey, Result
 from bench.selection import Aggregate, aggregate, by_group, latest, started_order
 from bench.tables import data_description
@@ -107,6 +107,24 @@ class Group:
         if len({other.keras for other in self.lines}) > 1:
             parts.append(f"keras {line.keras}")
         return parts
+
+    def package_differences(self) -> list[str]:
+        """Lines whose processes ran on another package set than the first line's, with what differs.
+
+        ``["jax 0.10.2 (Keras 3.12.0) against jax 0.10.2 (Keras 3.15.1): keras 3.15.1 → 3.12.0"]``; empty
+        when every line ran on one set (or the files predate package sets).
+        """
+        sets = {}
+        for r in sorted(self.results, key=started_order):
+            if r.run.packages is not None:
+                sets[r.line] = r.run.packages
+        described = [(f"{line.label} (Keras {line.keras})", sets[line.key]) for line in self.lines
+                     if line.key in sets]
+        if not described:
+            return []
+        first_label, first = described[0]
+        return [f"{label} against {first_label}: {', '.join(packages.differences(first.installed, found.installed))}"
+                for label, found in described[1:] if found.id != first.id]
 
     def histories(self) -> list[tuple[Line, list[dict]]]:
         """Each accuracy run's (each seed's) per-epoch history, with the line it belongs to."""
