@@ -1,7 +1,8 @@
 """Same weights, same input: every backend must give the same predictions.
 
 This is what makes results comparable: the weights saved under the backend of this process are
-loaded under each other installed backend (a subprocess each: Keras fixes its backend at import).
+loaded under each other installed backend (a subprocess each: Keras fixes its backend at import). One
+run covers every backend, so `make test` runs it once (under JAX).
 """
 
 import importlib.util
@@ -16,8 +17,6 @@ import pytest
 from bench.backends import BACKENDS, selected_backend
 from bench.data import synthetic
 from model import build_model, initialize_weights
-
-pytestmark = pytest.mark.per_backend
 
 WORKER = Path(__file__).with_name("crossbackend_worker.py")
 TOLERANCE = 1e-5  # max abs difference of sigmoid outputs, float32 through 400 LSTM steps

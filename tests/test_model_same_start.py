@@ -2,7 +2,8 @@
 training steps from them give the same loss.
 
 Each other installed backend runs tests/samestart_worker.py in its own process (Keras fixes its
-backend at import); this process's backend runs the same function in-process. Small model
+backend at import); this process's backend runs the same function in-process, so one run covers all
+three (`make test` runs it once, under JAX; the pair of the other two is compared through it). Small model
 (embed_dim 16, lstm_units 8, maxlen 20, 1,000 words), one fixed batch of 16 reviews, 3
 ``train_on_batch`` steps.
 
@@ -35,8 +36,6 @@ import pytest
 
 from bench.backends import BACKENDS, selected_backend
 from tests import samestart_worker
-
-pytestmark = pytest.mark.per_backend
 
 WORKER = Path(__file__).with_name("samestart_worker.py")
 OTHERS = [b for b in BACKENDS if b != selected_backend() and importlib.util.find_spec(b)]

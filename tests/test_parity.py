@@ -663,7 +663,6 @@ def test_durations(seconds, text):
 
 # ------------------------------------------------------------------------- one tiny seeded run
 
-@pytest.mark.per_backend
 def test_bench_run_trains_each_seed_shows_progress_and_reports_parity(tmp_path):
     run_dir = tmp_path / "run"
     done = run_cli("run", "--backends", selected_backend(), "--profile", "parity", "--seeds", "2", "--epochs", "1",

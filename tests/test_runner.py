@@ -1,12 +1,9 @@
 """``python -m bench run``: one process per backend, going on past failures, ending in a table, one folder."""
 
-import pytest
 
 from bench import runner
 from bench.backends import BackendError, selected_backend
 from tests.conftest import run_cli
-
-pytestmark = pytest.mark.per_backend
 
 TINY = ["--dataset", "synthetic", "--train-samples", "64", "--test-samples", "64", "--maxlen", "20"]
 

@@ -8,12 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from bench import results
 from tests.conftest import ROOT
-
-pytestmark = pytest.mark.per_backend
 
 
 def start_run(results_dir: Path) -> subprocess.Popen:
