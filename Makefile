@@ -49,16 +49,10 @@ GPU_CHECK_PYTHON = $(firstword $(wildcard .venv-gpu/bin/python .venv/bin/python)
 gpu-check:
 	$(GPU_CHECK_PYTHON) -m bench gpu-check --profile $(PROFILE)
 
-# Backend-independent tests once; tests marked per_backend once under each backend, one process each (Keras
-# fixes its backend at import).
+# Backend-independent tests once; tests marked per_backend under each backend, one process each (Keras fixes its
+# backend at import); two processes at a time (JOBS=1 for one at a time).
 test: venv lint
-	@status=0; \
-	echo "=== backend-independent tests"; \
-	KERAS_BACKEND=jax $(BIN)/python -m pytest tests -q -m "not per_backend" || status=1; \
-	for b in $(BACKENDS); do \
-		echo "=== tests under KERAS_BACKEND=$$b"; \
-		KERAS_BACKEND=$$b $(BIN)/python -m pytest tests -q -m per_backend || status=1; \
-	done; exit $$status
+	PY=$(BIN)/python JOBS=$(or $(JOBS),2) bash tests/run_suites.sh
 
 # The committed reference report: rebuilt only when asked, from the committed reference results.
 report: venv

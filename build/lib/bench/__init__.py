@@ -1,0 +1,1 @@
+"""kerasbench: one Keras model, timed and checked under TensorFlow, JAX and PyTorch."""

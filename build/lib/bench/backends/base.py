@@ -1,0 +1,466 @@
+"""What every backend adapter shares: device resolution, host memory, the LSTM kernel, versions, settings.
+
+A subclass (bench/backends/tensorflow.py, jax.py, torch.py) implements only the hooks that
+differ: ``_set_threads``, ``_thread_settings``, ``_set_flush_denormals``, ``_denormal_probe``,
+``_matmul_precision``, ``_gpu_name``, ``gpu_support``, ``device_facts``, ``sync``,
+``_reset_device_peak``, ``_device_peak``, ``_program_kernel`` (the cross-check of the LSTM
+kernel from the executed program) and, for torch, ``_install_backend_lstm_spies`` and
+``_traced_on_meta``. This module imports no backend library, and Keras only inside the methods
+that need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bench.fingerprint import cpu_model, mib
+
+# How to install the GPU set; named wherever a CPU-only build meets a GPU request.
+GPU_INSTALL = ("`make venv-gpu` (that is: `python -m venv .venv-gpu && .venv-gpu/bin/pip install "
+               "-c constraints-gpu.txt -e '.[gpu,report,dev]'`)")
+
+
+class BackendError(Exception):
+    """The backend or device asked for cannot be used; the message says why and the fix."""
+
+
+@dataclass(frozen=True)
+class KernelCheck:
+    """The LSTM kernel the spy saw, against what the executed program shows.
+
+    ``observed`` reads "<family>: <evidence>" (e.g. "loop: 800 aten::mm in one forward pass of 200
+    timesteps") or "not checked: <why>"; ``verdict`` is "agrees", "MISMATCH: ..." or "not checked: ...";
+    ``family`` is the kernel family that ran (``kernel_family``): the program's where it was checked.
+    """
+
+    observed: str
+    verdict: str
+    family: str
+
+
+def kernel_family(label: str | None) -> str:
+    """The family of an LSTM kernel label: cudnn, cuda, onednn, aten, loop, mixed (a + b) or unknown.
+
+    One vocabulary for the spy's labels, the cross-checks' evidence and the native references'
+    kernel names, so that two of them can be compared.
+    """
+    if not label:
+        return "unknown"
+    head = label.split(":", 1)[0].strip()
+    if head in FAMILIES or head.startswith("mixed ("):  # a cross-check's "<family>: <evidence>"
+        return head
+    families = sorted({_part_family(part) for part in label.split(", ")})
+    if len(families) > 1 and "unknown" in families:
+        families.remove("unknown")
+    return families[0] if len(families) == 1 else "mixed (" + " + ".join(families) + ")"
+
+
+FAMILIES = ("cudnn", "cuda", "onednn", "aten", "loop", "unknown")
+
+
+def _part_family(part: str) -> str:
+    p = part.lower()
+    if "without cudnn" in p:
+        return "cuda"
+    if "cudnn" in p or "dnn_rnn" in p:
+        return "cudnn"
+    if "onednn" in p or "mkldnn" in p:
+        return "onednn"
+    if p.startswith("generic") or "loop" in p or "scan" in p:
+        return "loop"
+    if "aten" in p:
+        return "aten"
+    return "unknown"
+
+
+def compare_kernels(spied: str, observed: str) -> str:
+    """'agrees', 'MISMATCH: ...' or 'not checked: ...': the spy's label against the program's evidence."""
+    if observed.startswith("not checked"):
+        return observed
+    if spied == "unknown":
+        return f"not checked: the spy saw no LSTM call (the program shows {observed!r})"
+    ran, said = kernel_family(observed), kernel_family(spied)
+    if ran == "unknown":
+        return f"not checked: the executed program shows no LSTM kernel kerasbench knows ({observed!r})"
+    if ran == said:
+        return "agrees"
+    return f"MISMATCH: the spy saw {spied!r} ({said}) but the executed program shows {observed!r}"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The device a backend runs on, resolved once per process."""
+
+    kind: str  # "cpu" or "gpu"
+    name: str  # GPU name, or CPU model name from /proc/cpuinfo
+
+    def as_dict(self) -> dict:
+        return {"device": self.kind, "device_name": self.name}
+
+
+class Adapter:
+    """One backend behind one interface; get the selected one from ``bench.backends.current()``."""
+
+    name: ClassVar[str]  # "tensorflow" | "jax" | "torch"
+    packages: ClassVar[tuple[str, ...]]  # distributions that may provide it, for ``versions``
+    generic_loop: ClassVar[str]  # the loop Keras's generic RNN code runs on this backend
+    # Recorded when Keras's fused ``lstm`` returns; None where the subclass records its own paths.
+    fused_lstm_label: ClassVar[str | None] = "cudnn"
+    # Recorded when Keras's ``bidirectional_lstm`` (both directions in one call) returns.
+    fused_bidirectional_label: ClassVar[str | None] = "cudnn (fused bidirectional)"
+    # What ``device_peak_mib`` covers, where it is not "since reset_memory_stats".
+    device_peak_scope: ClassVar[str | None] = None
+    # What this backend has beyond its adapter, as modules (``bench.backends.implementation`` imports them):
+    # its data-parallel engine's primitives, and its native reference (None: none, ``why_not`` says why).
+    distributed_module: ClassVar[str]
+    native_module: ClassVar[str | None] = None
+    # Capabilities that options and variants need, asked of the adapter instead of its name. Where one is
+    # False, ``why_not[flag]`` is the reason the user is shown (Keras's own, where Keras refuses).
+    supports_devices: ClassVar[bool] = True  # --devices N: one process driving N devices
+    supports_steps_per_execution: ClassVar[bool] = True  # the spe8 variant
+    supports_flush_denormals: ClassVar[bool] = False  # the flush-denormals variant: a switch of the backend's own
+    why_not: ClassVar[dict[str, str]] = {}
+
+    # The spy patches Keras functions, which are process-wide: so is what it saw.
+    _lstm_paths: ClassVar[set[str]] = set()
+    _spy_state: ClassVar[dict] = {"paused": 0, "lstm_declined": False}
+
+    def __init__(self) -> None:
+        self._device: DeviceInfo | None = None
+        self._threads_requested: int | None = None
+        self._flush_denormals = False
+        self._denormals: str | None = None
+
+    @classmethod
+    def lacks(cls, capability: str) -> str | None:
+        """Why this backend lacks ``capability`` (a flag or module attribute above), or None when it has it."""
+        if getattr(cls, capability):
+            return None
+        return cls.why_not.get(capability, f"the {cls.name} backend has no {capability}")
+
+    # --- set-up -----------------------------------------------------------------------------
+
+    def configure(self, device: str, threads: int, *, flush_denormals: bool = False) -> DeviceInfo:
+        """Set thread counts (and denormal flushing), resolve the device (once) and check it against ``device``.
+
+        Flushing is set before the backend runs anything, so that the threads it starts later inherit it.
+        """
+        self._threads_requested = threads
+        self._set_threads(threads)
+        if flush_denormals:
+            self._set_flush_denormals()
+            self._flush_denormals = True
+        info = self.device
+        if device == "gpu" and info.kind != "gpu":
+            raise BackendError(self._no_gpu_message())
+        return info
+
+    def _no_gpu_message(self) -> str:
+        support = self.gpu_support()
+        if not support.get("cuda_build"):
+            why = (f"the installed build is CPU-only ({support.get('detail')}). Install the GPU set with "
+                   f"{GPU_INSTALL} and run with .venv-gpu/bin/python (or `make bench DEVICE=gpu`).")
+        else:
+            why = (f"a CUDA build is installed ({support.get('detail')}), but no GPU is visible to it: check "
+                   "the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES.")
+        return (f"--device gpu was asked for, but the {self.name} backend sees no GPU on this machine: {why} "
+                "Or use --device cpu (or auto).")
+
+    @property
+    def device(self) -> DeviceInfo:
+        """The GPU the backend will use, else the CPU; asked of the backend once, then cached."""
+        if self._device is None:
+            gpu = self._gpu_name()
+            self._device = DeviceInfo("gpu", gpu) if gpu is not None else DeviceInfo("cpu", cpu_model())
+        return self._device
+
+    def versions(self) -> dict:
+        """Versions of Keras and this backend's package."""
+        found = {"keras": importlib.metadata.version("keras")}
+        for package in self.packages:
+            try:
+                found[self.name] = importlib.metadata.version(package)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return found
+
+    # --- hooks ------------------------------------------------------------------------------
+
+    def _set_threads(self, threads: int) -> None:
+        """Size the backend's CPU thread pools."""
+        raise NotImplementedError
+
+    def _gpu_name(self) -> str | None:
+        """Name of the first GPU the backend will use, or None."""
+        raise NotImplementedError
+
+    def _reset_device_peak(self) -> None:
+        """Reset the GPU allocator's peak counter (called only on GPU)."""
+        raise NotImplementedError
+
+    def _device_peak(self) -> int | None:
+        """The GPU allocator's peak, in bytes, or None where the backend does not report one (GPU only)."""
+        raise NotImplementedError
+
+    def _install_backend_lstm_spies(self) -> None:
+        """Watch backend-specific LSTM kernels, for a subclass whose ``fused_lstm_label`` is None."""
+
+    def _traced_on_meta(self, args: tuple, kwargs: dict) -> bool:
+        """Whether a call's tensors live on a shape-only device (torch's ``meta``): not a real run."""
+        return False
+
+    def _thread_settings(self) -> dict:
+        """The thread counts the backend reports (or how they were set, where it reports none)."""
+        raise NotImplementedError
+
+    def _set_flush_denormals(self) -> None:
+        """Make the backend's CPU threads flush denormal floats to zero (the flush-denormals variant)."""
+        raise NotImplementedError(f"the {self.name} backend offers no switch to flush denormals")
+
+    def _denormal_probe(self, x: np.ndarray, ones: np.ndarray) -> np.ndarray:
+        """``x * ones`` computed by the backend on its device (its own threads), back as NumPy."""
+        raise NotImplementedError
+
+    def _matmul_precision(self) -> dict:
+        """The backend's float32 matmul precision settings (TF32 on or off on NVIDIA GPUs)."""
+        raise NotImplementedError
+
+    def gpu_support(self) -> dict:
+        """``{"cuda_build": bool, "gpu_visible": bool, "detail": str}``: can this build use a GPU; does it see one."""
+        raise NotImplementedError
+
+    def gpu_count(self) -> int:
+        """How many GPUs the backend sees (after ``configure``)."""
+        raise NotImplementedError
+
+    def simulate_devices(self, n: int) -> str:
+        """Give this one process ``n`` CPU devices (call before the backend starts); returns what they are.
+
+        For ``--devices N`` on a CPU (bench/distributed/): GPUs, where present, are used instead.
+        Only asked of a backend that ``supports_devices``.
+        """
+        raise NotImplementedError
+
+    def device_facts(self) -> dict:
+        """What the backend says about the device software: CUDA, cuDNN, its own build's versions."""
+        raise NotImplementedError
+
+    def _program_kernel(self, model: Any, x: np.ndarray) -> str:
+        """The LSTM kernel family and its evidence in the program the backend executes for ``model(x)``."""
+        raise NotImplementedError
+
+    # --- settings that change speed, as the backend reports them ------------------------------
+
+    def runtime_settings(self) -> dict:
+        """Threads, denormal handling and float32 matmul precision, as observed now (for each record)."""
+        return {"threads": {"requested": self._threads_requested, **self._thread_settings()},
+                "denormals": self.denormal_handling(), "float32_matmul": self._matmul_precision()}
+
+    def denormal_handling(self) -> str:
+        """Whether denormal float32 inputs are flushed to zero, observed with a probe (once per process).
+
+        The probe multiplies 2**20 denormals (1e-39) by 1.0 on the backend's device, large enough
+        to run on its worker threads: flushing (FTZ/DAZ) gives 0, keeping them gives 1e-39.
+        """
+        if self._denormals is None:
+            n = 2**20
+            try:
+                out = self._denormal_probe(np.full(n, 1e-39, np.float32), np.ones(n, np.float32))
+            except Exception as exc:  # an observation, never a reason to stop a run
+                self._denormals = f"not observed ({type(exc).__name__}: {exc})"
+                return self._denormals
+            zeros = int(np.count_nonzero(out == 0))
+            state = ("flushed to zero" if zeros == n else "kept (not flushed)" if zeros == 0
+                     else f"partly flushed ({zeros} of {n} results zero: threads differ)")
+            how = "; flush-denormals set by kerasbench" if self._flush_denormals else ""
+            self._denormals = f"{state} (observed: {n} float32 denormals times 1.0 on {self.device.kind}{how})"
+        return self._denormals
+
+    # --- running ----------------------------------------------------------------------------
+
+    def to_device(self, array: Any) -> Any:
+        """Stage an array on the backend's default device, outside any timed region."""
+        import keras
+
+        tensor = keras.ops.convert_to_tensor(array)
+        self.sync(tensor)
+        return tensor
+
+    def sync(self, value: Any = None) -> None:
+        """Wait until the device has finished the work that produced ``value`` (and all queued work)."""
+        raise NotImplementedError
+
+    def resolved_jit_compile(self, model: Any) -> bool | str:
+        """What ``jit_compile="auto"`` became for this model (XLA for TF/JAX; torch.compile for torch)."""
+        return getattr(model, "jit_compile", "unknown")
+
+    # --- memory -----------------------------------------------------------------------------
+
+    def reset_memory_stats(self) -> dict:
+        """Reset the device allocator's peak counter; returns the host baseline for ``memory_stats``."""
+        if self.device.kind == "gpu":
+            self._reset_device_peak()
+        return {"rss": _rss_bytes(), "peak_rss": _peak_rss_bytes()}
+
+    def memory_stats(self, baseline: dict) -> dict:
+        """Host RSS growth since ``baseline`` and peaks; on GPU the backend allocator's peak, in MiB."""
+        stats = {
+            "host_rss_growth_mib": mib(_rss_bytes() - baseline["rss"]),
+            # ru_maxrss cannot be reset: this is the process's peak so far, a ceiling for this benchmark.
+            "host_peak_rss_mib": mib(_peak_rss_bytes()),
+        }
+        if self.device.kind != "gpu":
+            return stats
+        peak = self._device_peak()
+        if peak is not None:
+            stats["device_peak_mib"] = mib(peak)
+            if self.device_peak_scope is not None:
+                stats["device_peak_scope"] = self.device_peak_scope
+        return stats
+
+    # --- which LSTM implementation ran --------------------------------------------------------
+    # Keras picks the LSTM kernel silently (cuDNN, a backend's fused loop, or its generic RNN loop),
+    # and the choice changes results several-fold between versions. Two observations, never a guess:
+    # the spy watches which of Keras's kernel functions returned during real (non-symbolic) calls,
+    # and ``kernel_cross_check`` reads the executed program (profiler ops, compiled HLO, graph ops).
+
+    def install_lstm_spy(self) -> None:
+        """Start recording which LSTM kernel path each LSTM layer takes in real calls (idempotent).
+
+        Watched: ``backend.bidirectional_lstm`` (both directions in one fused call, tried first by
+        ``Bidirectional``), ``backend.lstm`` (one direction, fused) and ``backend.rnn`` (Keras's generic
+        loop). A label is recorded only after its call returned; calls in Keras's symbolic scope (model
+        building, output-spec inference) and on torch's ``meta`` device are ignored: they run nothing.
+        """
+        try:
+            from keras.src import backend as kbackend
+        except ImportError:
+            return
+        if getattr(kbackend.lstm, "_kerasbench_spy", False):
+            return
+        state = self._spy_state
+        generic = self.generic_loop
+
+        def declined() -> None:
+            state["lstm_declined"] = True
+
+        def generic_label(args: tuple, kwargs: dict) -> str:
+            # backend.rnn(step_function, inputs, initial_states, go_backwards, mask, ...)
+            mask = kwargs.get("mask", args[4] if len(args) > 4 else None)
+            tried, state["lstm_declined"] = state["lstm_declined"], False
+            if mask is not None:
+                return f"generic ({generic}; masked input)"
+            if not tried:  # LSTM skips its fused kernel for recurrent_dropout or use_cudnn=False
+                return f"generic ({generic}; fused kernel not tried: layer settings)"
+            return f"generic ({generic})"
+
+        fused, both = self.fused_lstm_label, self.fused_bidirectional_label
+        self._watch(kbackend, "lstm", (lambda a, k: fused), on_decline=declined)
+        self._watch(kbackend, "bidirectional_lstm", lambda a, k: both)
+        self._watch(kbackend, "rnn", generic_label)
+        self._install_backend_lstm_spies()
+
+    def take_lstm_paths(self) -> str:
+        """The LSTM kernel paths seen since the last call, e.g. ``"generic (lax.scan)"``."""
+        paths = ", ".join(sorted(self._lstm_paths)) or "unknown"
+        self._lstm_paths.clear()
+        return paths
+
+    @contextlib.contextmanager
+    def lstm_spy_paused(self) -> Iterator[None]:
+        """Calls inside record nothing (the cross-check's own trace must not add to a benchmark's paths)."""
+        self._spy_state["paused"] += 1
+        try:
+            yield
+        finally:
+            self._spy_state["paused"] -= 1
+
+    def _watch(self, module: Any, attr: str, label: Callable[[tuple, dict], str | None],
+               on_decline: Callable[[], None] | None = None) -> None:
+        """Record ``label(args, kwargs)`` after each real call of ``module.attr`` returns (nothing if absent)."""
+        original: Callable | None = getattr(module, attr, None)
+        if original is None:
+            return
+        paths, state = self._lstm_paths, self._spy_state
+        traced_on_meta = self._traced_on_meta
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            if state["paused"] or _in_symbolic_scope() or traced_on_meta(args, kwargs):
+                return original(*args, **kwargs)
+            try:
+                out = original(*args, **kwargs)
+            except NotImplementedError:  # the backend declined: Keras falls back to another path
+                if on_decline is not None:
+                    on_decline()
+                raise
+            found = label(args, kwargs)
+            if found:
+                paths.add(found)
+            return out
+
+        spy._kerasbench_spy = True
+        setattr(module, attr, spy)
+
+    def _wrap_lstm_kernel(self, module: Any, attr: str, label: str) -> None:
+        """Record ``label`` after each real call of ``module.attr`` returns (nothing if Keras has no such function)."""
+        self._watch(module, attr, lambda a, k: label)
+
+    def kernel_cross_check(self, model: Any, x: np.ndarray, spied: str) -> KernelCheck:
+        """Check the spy's label ``spied`` against the program the backend executes for ``model(x)``.
+
+        Runs outside any timed region, with the spy paused. A failure to check is reported as
+        "not checked: <why>", never replaced by an assumption.
+        """
+        with self.lstm_spy_paused():
+            try:
+                observed = self._program_kernel(model, np.asarray(x))
+            except Exception as exc:  # an observation, never a reason to stop a run
+                observed = f"not checked: {type(exc).__name__}: {exc}"
+        verdict = compare_kernels(spied, observed)
+        family = kernel_family(observed) if not observed.startswith("not checked") else kernel_family(spied)
+        return KernelCheck(observed=observed, verdict=verdict, family=family)
+
+
+def describe_program(marks: list[tuple[str, str, int, int]], timesteps: int, where: str) -> str:
+    """'<family>: <evidence>' from what an executed program contained.
+
+    ``marks`` are (family, mark, count, at_least): a fused kernel's op or call by name (at least
+    1), a loop op (at least 1), or the matmul a per-timestep loop runs each step (at least the
+    number of timesteps). A family is seen where its mark appeared at least that often.
+    """
+    seen = sorted({family for family, _, n, at_least in marks if n >= at_least})
+    head = "unknown" if not seen else seen[0] if len(seen) == 1 else "mixed (" + " + ".join(seen) + ")"
+    counts = ", ".join(f"{n} {mark}" for _, mark, n, _ in marks)
+    return f"{head}: {counts} in {where} of {timesteps} timesteps"
+
+
+def _in_symbolic_scope() -> bool:
+    try:
+        from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+    except ImportError:
+        return False
+    return in_symbolic_scope()
+
+
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux

@@ -1,0 +1,149 @@
+"""The JAX adapter; imported only when KERAS_BACKEND is jax (see bench/backends/__init__.py)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+from typing import Any, ClassVar
+
+import jax  # absolute import: the real JAX, not this module
+import numpy as np
+
+from bench.backends.base import Adapter, describe_program
+from bench.fingerprint import usable_cpus
+
+# The CUDA plugin distributions JAX loads for NVIDIA GPUs (jax[cuda12] / jax[cuda13]).
+CUDA_PLUGINS = ("jax-cuda12-plugin", "jax-cuda13-plugin")
+CUDA_PJRT = ("jax-cuda12-pjrt", "jax-cuda13-pjrt")
+
+
+class JaxAdapter(Adapter):
+    name = "jax"
+    packages = ("jax",)
+    generic_loop = "lax.scan"
+    # Keras 3.15's JAX lstm / bidirectional_lstm run jax.experimental.rnn.lstm: a cuDNN custom call on CUDA.
+    fused_lstm_label = "cudnn (jax.experimental.rnn)"
+    fused_bidirectional_label = "cudnn (fused bidirectional, jax.experimental.rnn)"
+    # JAX has no reset: its peak_bytes_in_use is for the process's lifetime.
+    device_peak_scope = "process lifetime"
+    distributed_module = "bench.distributed.jax"
+    native_module = "bench.native.jax"
+    why_not: ClassVar[dict[str, str]] = {
+        "supports_flush_denormals": "it is a PyTorch switch; XLA:CPU flushes denormals already "
+                                    "(each record's runtime.denormals shows what was observed)",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._threads_how = "not set: XLA:CPU sizes its thread pools to the CPUs this process may use"
+
+    def _set_threads(self, threads: int) -> None:
+        """Restrict the CPUs this process may use to ``threads``, before XLA:CPU starts.
+
+        XLA:CPU has no thread-count option (XLA_FLAGS offers none in jaxlib 0.10): it sizes its
+        pools to the CPUs the process may run on (its affinity) when its client starts, on the
+        first ``jax.devices()``. Narrowing the affinity before that is the one way to set it.
+        """
+        usable = sorted(os.sched_getaffinity(0))
+        if threads > len(usable):
+            self._threads_how = (f"not set: {threads} asked for, but this process may use {len(usable)} CPUs; "
+                                 "XLA:CPU sizes its thread pools to those")
+            return
+        if threads == len(usable):
+            return
+        if _backends_started():
+            self._threads_how = (f"not set: XLA:CPU had already started with the {len(usable)} CPUs this process "
+                                 f"may use; {threads} asked for")
+            return
+        os.sched_setaffinity(0, usable[:threads])
+        self._threads_how = (f"CPU affinity narrowed to {usable[:threads]} before XLA:CPU started "
+                             "(XLA sizes its thread pools to the CPUs the process may use)")
+
+    def _thread_settings(self) -> dict:
+        return {"cpus_usable": usable_cpus(), "how": self._threads_how}
+
+    def _denormal_probe(self, x: np.ndarray, ones: np.ndarray) -> np.ndarray:
+        # Jitted, as the benchmark's steps are; ``ones`` is an argument so XLA cannot fold the product away.
+        return np.asarray(jax.jit(lambda a, b: a * b)(x, ones))
+
+    def _matmul_precision(self) -> dict:
+        value = jax.config.jax_default_matmul_precision
+        return {"jax_default_matmul_precision": value if value is not None else "None (XLA's default for the device)"}
+
+    def gpu_support(self) -> dict:
+        plugin = _installed(CUDA_PLUGINS)
+        try:
+            visible = any(d.platform == "gpu" for d in jax.devices())
+        except RuntimeError:
+            visible = False
+        detail = f"jax {jax.__version__} with {plugin}" if plugin else f"jax {jax.__version__} without a CUDA plugin"
+        return {"cuda_build": plugin is not None, "gpu_visible": visible, "detail": detail}
+
+    def device_facts(self) -> dict:
+        facts = {"jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"),
+                 "cuda_plugin": _installed(CUDA_PLUGINS) or "not installed",
+                 "cuda_pjrt": _installed(CUDA_PJRT) or "not installed", "platform": jax.default_backend()}
+        try:  # present only with a CUDA plugin; jaxlib has no public accessor for these
+            from jax._src.lib import cuda_versions
+        except ImportError:
+            cuda_versions = None
+        if cuda_versions is not None:
+            for key, getter in (("cuda_runtime", "cuda_runtime_get_version"), ("cudnn", "cudnn_get_version"),
+                                ("cuda_driver", "cuda_driver_get_version")):
+                fn = getattr(cuda_versions, getter, None)
+                facts[key] = fn() if fn is not None else "not reported"
+        return facts
+
+    def _program_kernel(self, model: Any, x: np.ndarray) -> str:
+        """Loops and cuDNN custom calls in the compiled HLO of the model's forward pass (XLA's own program)."""
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        forward = jax.jit(lambda tv, ntv, inputs: model.stateless_call(tv, ntv, inputs, training=False)[0])
+        hlo = forward.lower(trainable, non_trainable, x).compile().as_text()
+        marks = [("cudnn", "cuDNN RNN custom call", len(re.findall(r'custom_call_target="\w*dnn_rnn', hlo)), 1),
+                 ("loop", "HLO while loop", len(re.findall(r"\swhile\(", hlo)), 1)]
+        return describe_program(marks, x.shape[1], "the compiled HLO of one forward pass")
+
+    def _gpu_name(self) -> str | None:
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        return gpus[0].device_kind if gpus else None
+
+    def gpu_count(self) -> int:
+        return len([d for d in jax.devices() if d.platform == "gpu"])
+
+    def simulate_devices(self, n: int) -> str:
+        """N XLA host-platform CPU devices: XLA reads the flag when its CPU client starts (first jax.devices())."""
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+                 if not f.startswith("--xla_force_host_platform_device_count")]
+        os.environ["XLA_FLAGS"] = " ".join([*flags, f"--xla_force_host_platform_device_count={n}"])
+        return "XLA host-platform devices (XLA_FLAGS=--xla_force_host_platform_device_count)"
+
+    def sync(self, value: Any = None) -> None:
+        jax.block_until_ready(value)  # JAX dispatches asynchronously
+
+    def _reset_device_peak(self) -> None:
+        """Nothing: JAX has no reset (see ``device_peak_scope``)."""
+
+    def _device_peak(self) -> int | None:
+        return (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+
+
+def _installed(distributions: tuple[str, ...]) -> str | None:
+    """'name version' of the first installed distribution of ``distributions``, else None."""
+    for name in distributions:
+        try:
+            return f"{name} {importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _backends_started() -> bool:
+    """Whether JAX's backends (and so XLA:CPU's thread pools) exist already; False where JAX cannot say."""
+    try:
+        from jax._src import xla_bridge
+    except ImportError:
+        return False
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(started()) if started is not None else False

@@ -1,0 +1,87 @@
+"""The TensorFlow adapter; imported only when KERAS_BACKEND is tensorflow (see bench/backends/__init__.py)."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, ClassVar
+
+import numpy as np
+import tensorflow as tf  # absolute import: the real TensorFlow, not this module
+
+from bench.backends.base import Adapter, describe_program
+
+
+class TensorFlowAdapter(Adapter):
+    name = "tensorflow"
+    packages = ("tensorflow", "tensorflow-cpu")
+    generic_loop = "tf.while_loop"
+    fused_bidirectional_label = None  # Keras 3.15's TensorFlow backend has no fused bidirectional LSTM
+    distributed_module = "bench.distributed.tensorflow"
+    why_not: ClassVar[dict[str, str]] = {
+        "native_module": "no native reference for the tensorflow backend: a TensorFlow user's LSTM is tf.keras, "
+                         "which is Keras itself",
+        "supports_flush_denormals": "it is a PyTorch switch; TensorFlow's CPU threads flush denormals already "
+                                    "(each record's runtime.denormals shows what was observed)",
+    }
+
+    def _set_threads(self, threads: int) -> None:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+    def _thread_settings(self) -> dict:
+        return {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+                "how": "tf.config.threading.set_intra_op/inter_op_parallelism_threads"}
+
+    def _denormal_probe(self, x: np.ndarray, ones: np.ndarray) -> np.ndarray:
+        # Inside a tf.function, as Keras runs the step (eager gives the same on TF's thread pools).
+        return tf.function(lambda a, b: a * b)(tf.constant(x), tf.constant(ones)).numpy()
+
+    def _matmul_precision(self) -> dict:
+        return {"tensor_float_32_execution_enabled": tf.config.experimental.tensor_float_32_execution_enabled()}
+
+    def gpu_support(self) -> dict:
+        built = tf.test.is_built_with_cuda()
+        detail = (f"tensorflow {tf.__version__} built with CUDA" if built
+                  else f"tensorflow {tf.__version__} built without CUDA (tensorflow-cpu?)")
+        return {"cuda_build": built, "gpu_visible": built and bool(tf.config.list_physical_devices("GPU")),
+                "detail": detail}
+
+    def device_facts(self) -> dict:
+        build = tf.sysconfig.get_build_info()
+        return {"tensorflow": tf.__version__, "cuda_build": bool(build.get("is_cuda_build")),
+                "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
+
+    def _program_kernel(self, model: Any, x: np.ndarray) -> str:
+        """Op types of the graph TensorFlow runs for one inference call (the tf.function Keras would trace)."""
+        fn = tf.function(lambda inputs: model(inputs, training=False))
+        graph = fn.get_concrete_function(tf.TensorSpec(x.shape, tf.as_dtype(x.dtype))).graph
+        ops = collections.Counter(op.type for op in graph.get_operations())
+        cudnn = sum(n for op, n in ops.items() if op.startswith("CudnnRNN"))
+        marks = [("cudnn", "CudnnRNN* op", cudnn, 1), ("loop", "While op", ops["While"] + ops["StatelessWhile"], 1)]
+        return describe_program(marks, x.shape[1], "the traced graph of one forward pass")
+
+    def _gpu_name(self) -> str | None:
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return None
+        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+
+    def gpu_count(self) -> int:
+        return len(tf.config.list_physical_devices("GPU"))
+
+    def simulate_devices(self, n: int) -> str:
+        """N logical CPU devices, which TensorFlow allows only before its runtime starts."""
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+        return "logical CPU devices (tf.config.set_logical_device_configuration)"
+
+    def sync(self, value: Any = None) -> None:
+        if value is not None and hasattr(value, "numpy"):
+            value.numpy()  # TensorFlow's eager ops finish before .numpy() returns
+
+    def _reset_device_peak(self) -> None:
+        tf.config.experimental.reset_memory_stats("GPU:0")
+
+    def _device_peak(self) -> int | None:
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"]

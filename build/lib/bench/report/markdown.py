@@ -1,0 +1,141 @@
+"""The report as markdown (REPORT.md): one wide table per comparison group, then parity, the sweep's
+scaling tables, the data-parallel section, and notes on what was left out."""
+
+from __future__ import annotations
+
+from bench import parity, scaling, stats
+from bench.report.model import Group, Line, Report
+from bench.tables import MISSING, fmt, fmt_ms, speed_text, table
+
+HEADERS = ("Backend", "Keras", "Device", "Train ms/step", "Train IQR ms", "Predict ms/batch", "Train samples/s",
+           "First step s", "val_accuracy by epoch", "Time to acc. s", "Speed vs fastest", "LSTM kernel", "jit",
+           "Harness/plain", "Keras/native train", "Keras/native predict", "Processes",
+           "Train p50/p90/p99 ms", "Predict p50/p90/p99 ms", "Serve batch-1 p50/p90/p99 ms", "Train J/step")
+
+DP_HEADERS = ("Backend", "Device", "Engine", "Layout", "Scaling", "N", "Batch per replica / global",
+              "Slowest replica ms/step", "Global samples/s", "1-device samples/s", "Efficiency",
+              "Max weight diff vs 1 device", "Devices")
+
+DP_ACCURACY_HEADERS = ("Backend", "Device", "Layout", "Scaling", "Global batch", "First epoch s", "Final val_accuracy",
+                       "Devices")
+
+
+def render(report: Report) -> str:
+    """The comparison tables, one per group, plus the sections and notes on what was left out."""
+    out = ["# kerasbench report", ""]
+    if report.empty:
+        out += ["No results.", ""]
+    for group in report.groups:
+        out += [f"## {group.key.label}", "", table(HEADERS, [cells(s) for s in group.lines]), "", _notes(group), ""]
+    if report.several_seeds:
+        out += ["## Does accuracy hold across backends?", "", *parity.render_markdown(report.several_seeds,
+                                                                                      heading="###")]
+    out += scaling.render(report.sweep)
+    out += _data_parallel(report)
+    if report.older_files:
+        out += [f"_{report.older_files} older result file(s) not shown: each line is the newest run "
+                "(`--format csv` lists every run)._", ""]
+    if report.warnings:
+        out += ["## Skipped files", ""] + [f"- {w}" for w in report.warnings] + [""]
+    return "\n".join(out)
+
+
+def _notes(group: Group) -> str:
+    lines = group.lines
+    notes = ["Medians of the timed rounds; the first (compile) step is timed apart as \"First step\"."]
+    if any(s.processes > 1 for s in lines):
+        notes.append("Several processes per benchmark (--repeat): each time is the median of the process "
+                     "medians, with its 95% interval by bootstrap over processes.")
+    notes.append(f"Percentiles: {stats.PERCENTILE_METHOD}, over the timed rounds.")
+    targets = {s.target_accuracy for s in lines if s.target_accuracy is not None}
+    if targets:
+        notes.append("Time to accuracy: training seconds until val_accuracy reached "
+                     + " / ".join(f"{t:g}" for t in sorted(targets)) + ".")
+    sources = sorted({s.data_source for s in lines if s.data_source})
+    if sources:
+        notes.append(f"Accuracy data: {'; '.join(sources)}.")
+    differing = group.package_differences()
+    if differing:
+        notes.append(f"Package sets differ between lines: {'; '.join(differing)}.")
+    return " ".join(notes)
+
+
+def cells(s: Line) -> list[str]:
+    """The table cells of one line, in HEADERS order."""
+    if s.accuracy_status and s.accuracy_status != "ok":
+        accuracy = "failed"
+    else:
+        per_epoch = [fmt(v, ".3f") for v in s.val_accuracy_per_epoch]
+        accuracy = " → ".join(per_epoch) if per_epoch else fmt(s.final_val_accuracy, ".3f")
+    reached = fmt(s.time_to_accuracy_s, ".1f")
+    if s.has_accuracy and s.time_to_accuracy_s is None and accuracy != "failed":
+        reached = "not reached"
+    if s.accuracy_seeds > 1:
+        accuracy = f"mean of {s.accuracy_seeds} seeds: {accuracy} (see parity)"
+        reached = "see parity"
+    return [s.label, s.keras, s.device_name, fmt_ms(s.train_median_ms), fmt_ms(s.train_iqr_ms),
+            fmt_ms(s.predict_median_ms), fmt(s.train_samples_per_s, ".0f"), fmt(s.first_step_s, ".2f"),
+            accuracy, reached, speed_text(s.speed_ratio), s.lstm_kernel or MISSING, s.jit_compile or MISSING,
+            fmt(s.harness_vs_plain, ".3f"), native_text(s.keras_vs_native_train, s),
+            native_text(s.keras_vs_native_predict, s), processes_text(s), tail_text(s.train_percentiles_ms),
+            tail_text(s.predict_percentiles_ms), tail_text(s.serve_percentiles_ms, s.serve_queries),
+            energy_text(s)]
+
+
+def energy_text(s: Line) -> str:
+    """Joules per train step from a hardware counter; 'unavailable' where the machine has none."""
+    if s.train_energy_j_per_step is not None:
+        return format(s.train_energy_j_per_step, ".3g")
+    return "unavailable" if s.train_energy_source else MISSING
+
+
+def native_text(ratio: float | None, s: Line) -> str:
+    """'6.85', or '6.85 (different kernels: Keras loop, native onednn)' where the two ran different kernels."""
+    text = fmt(ratio, ".2f")
+    if ratio is None or not s.native_kernel_differs:
+        return text
+    return f"{text} (different kernels: {s.native_kernel_differs})"
+
+
+def processes_text(s: Line) -> str:
+    """'3 (train 95% CI 128-139)': processes per benchmark, and the train median's interval over them."""
+    if s.train_ci_ms is None:
+        return str(s.processes)
+    low, high = s.train_ci_ms
+    return f"{s.processes} (train 95% CI {fmt_ms(low)}-{fmt_ms(high)})"
+
+
+def tail_text(percentiles_ms: tuple | None, queries: int | None = None) -> str:
+    if percentiles_ms is None:
+        return MISSING
+    text = " / ".join(fmt_ms(v) for v in percentiles_ms)
+    return f"{text} ({queries} queries)" if queries else text
+
+
+def _data_parallel(report: Report) -> list[str]:
+    """Data-parallel runs (--devices/--processes): the slowest replica's step, global samples/s, efficiency."""
+    steps, accuracy = report.parallel_steps, report.parallel_accuracy
+    if not steps and not accuracy:
+        return []
+    devices = lambda row: "simulated" if row.simulated else "real"
+    simulated = any(row.simulated for row in (*steps, *accuracy))
+    out = ["## Data-parallel scaling" + (" (simulated devices)" if simulated else ""), ""]
+    if steps:
+        out += [table(DP_HEADERS, [[
+            f"{p.backend} {p.backend_version}", p.device_name, p.engine, p.layout, p.scaling, str(p.replicas),
+            f"{p.per_replica_batch} / {p.global_batch}", fmt_ms(p.slowest_replica_ms), fmt(p.samples_per_s, ".0f"),
+            fmt(p.reference_samples_per_s, ".0f"), fmt(p.efficiency, ".2f"), fmt(p.max_weight_diff, ".1e"),
+            devices(p)] for p in steps]), ""]
+        out += ["Slowest replica: per step the longest of the processes' step times, then the median over steps. "
+                "Efficiency: global samples/s over N times the samples/s of one device, timed in the same run (rank "
+                "0) at the batch one replica would get alone: the per-replica batch under weak scaling, the global "
+                "batch under strong scaling. Max weight diff: after 2 data-parallel steps against 2 steps on one "
+                "device on the same global batches, before the timing.", ""]
+    if accuracy:
+        out += [table(DP_ACCURACY_HEADERS, [[
+            f"{a.backend} {a.backend_version}", a.device_name, a.layout, a.scaling, str(a.global_batch),
+            fmt(a.first_epoch_s, ".1f"), fmt(a.final_val_accuracy, ".3f"), devices(a)] for a in accuracy]), ""]
+    whys = sorted({row.simulated_why for row in (*steps, *accuracy) if row.simulated})
+    if whys:
+        out += ["Simulated: " + " ".join(f"{why}." for why in whys), ""]
+    return out

@@ -1,0 +1,61 @@
+"""Named variants: the backend switches users actually flip, as model-config overrides or runtime switches.
+
+A variant's name is part of every benchmark name and result file, so runs of different variants
+sit side by side in one report. Most are model-config overrides (``VARIANTS``); a few are switches
+of the backend's runtime (``RUNTIME``), which the plugin hands to ``bench.backends.configure``
+before the backend runs anything.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.backends import Adapter
+
+DEFAULT_VARIANT = "default"
+
+VARIANTS: dict[str, dict] = {
+    DEFAULT_VARIANT: {},  # jit_compile="auto": XLA on TF and JAX, eager on torch
+    "jit": {"jit_compile": True},  # torch: torch.compile through Keras
+    "no-jit": {"jit_compile": False},  # TF and JAX eager (JAX still jits ops one by one)
+    "bf16": {"dtype_policy": "mixed_bfloat16"},
+    "fp16": {"dtype_policy": "mixed_float16"},
+    "spe8": {"steps_per_execution": 8},  # fit runs 8 steps per compiled call: see the accuracy benchmark
+    "flush-denormals": {},  # no model change: a runtime switch (RUNTIME)
+}
+
+# Variants that switch the backend's runtime: keyword arguments of bench.backends.configure.
+RUNTIME: dict[str, dict] = {
+    # torch.set_flush_denormal(True): denormal floats become zero on the CPU, as TensorFlow's and
+    # XLA's CPU threads already do; LSTM gradients over long sequences can reach denormal range.
+    "flush-denormals": {"flush_denormals": True},
+}
+
+
+# The capability of the backend's adapter a variant needs (a flag of bench.backends.Adapter): where the
+# adapter lacks it the variant is refused up front, with the adapter's reason (Keras's own), not mid-run.
+NEEDS: dict[str, str] = {
+    "spe8": "supports_steps_per_execution",
+    "flush-denormals": "supports_flush_denormals",
+}
+
+
+def check_supported(name: str, adapter: Adapter | type[Adapter]) -> None:
+    """Raise ValueError when variant ``name`` cannot run on ``adapter``'s backend."""
+    why = adapter.lacks(NEEDS[name]) if name in NEEDS else None
+    if why:
+        raise ValueError(f"variant {name!r} cannot run on the {adapter.name} backend: {why}.")
+
+
+def get_variant(name: str) -> dict:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS)}") from None
+
+
+def runtime_switches(name: str) -> dict:
+    """Keyword arguments for ``bench.backends.configure`` that variant ``name`` sets ({} for most)."""
+    get_variant(name)  # unknown names fail the same way everywhere
+    return dict(RUNTIME.get(name, {}))
