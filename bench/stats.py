@@ -505,15 +505,46 @@ def detectable_slowdown(test: RatioTest, alpha: float, threshold: float = 0.0, p
     power is ``statsmodels.stats.power.TTestIndPower.power`` solved for it (``scipy.optimize.brentq``,
     with the test's own degrees of freedom), in units of the per-process sd ``se / sqrt(1/nb + 1/nc)``.
     """
-    nb, nc = test.processes
-    if test.se == 0:
+    return _detectable(float(test.se), float(test.df), test.processes, alpha, threshold, power)
+
+
+def _planned(noise: ProcessNoise, processes: int) -> tuple[float, float]:
+    """The standard error and degrees of freedom a comparison of ``processes`` a side would have at ``noise``,
+    with ``noise`` pooled in as ``log_ratio_test`` pools it (Welch-Satterthwaite, equal variances)."""
+    return noise.sd * math.sqrt(2 / processes), 2.0 * (noise.df + processes - 1)
+
+
+def planned_slowdown(noise: ProcessNoise, processes: int, alpha: float, threshold: float = 0.0,
+                     power: float = 0.80) -> float:
+    """``detectable_slowdown`` before measuring: ``processes`` a side at this calibrated ``noise``."""
+    se, df = _planned(noise, processes)
+    return _detectable(se, df, (processes, processes), alpha, threshold, power)
+
+
+def planned_power(noise: ProcessNoise, processes: int, slowdown: float, alpha: float, threshold: float = 0.0) -> float:
+    """The chance that the gate flags a true ``slowdown`` with ``processes`` a side at this calibrated ``noise``.
+
+    The same rule as ``detectable_slowdown``: ``TTestIndPower.power`` at the level
+    ``min(alpha, t.sf(log(1 + threshold) / se))`` with the comparison's degrees of freedom.
+    """
+    se, df = _planned(noise, processes)
+    if se == 0:
+        return float(slowdown > threshold)
+    level = min(alpha, float(sps.t.sf(math.log1p(threshold) / se, df)))
+    effect = math.log1p(slowdown) / noise.sd
+    return float(TTestIndPower().power(effect, nobs1=processes, alpha=level, ratio=1.0, df=df, alternative="larger"))
+
+
+def _detectable(se: float, df: float, processes: tuple[int, int], alpha: float, threshold: float,
+                power: float) -> float:
+    nb, nc = processes
+    if se == 0:
         return threshold
-    unit = test.se / math.sqrt(1 / nb + 1 / nc)
-    level = min(alpha, float(sps.t.sf(math.log1p(threshold) / test.se, test.df)))
+    unit = se / math.sqrt(1 / nb + 1 / nc)
+    level = min(alpha, float(sps.t.sf(math.log1p(threshold) / se, df)))
     analysis = TTestIndPower()
-    reach = lambda d: analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=test.df, alternative="larger") - power
-    effect = brentq(reach, 0.0, 1e3)
-    return math.expm1(effect * unit)
+    reach = lambda d: analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=df, alternative="larger") - power
+    return math.expm1(brentq(reach, 0.0, 1e3) * unit)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Command line: ``python -m bench run|report|compare|parity|ab|calibrate|history|gpu-check`` (``-h`` for options).
 
 Exit codes: 0 fine, 1 a regression (compare, ab) or a failed benchmark process, 2 a usage error
-(bad option, no readable results, no GPU for gpu-check). One module per command, each with an
-``add(sub)`` that adds its parser and sets ``handler``; the options several commands share are
-defined once, in ``bench.commands.options``. To add a command, write a module and list it in COMMANDS.
+(bad option, no readable results, no GPU for gpu-check), 3 not gated (compare, ab: a line both sides
+share could not be gated, or the sides share no line; a setup problem, never "no regressions").
+One module per command, each with an ``add(sub)`` that adds its parser and sets ``handler``; the
+options several commands share are defined once, in ``bench.commands.options``. To add a command,
+write a module and list it in COMMANDS.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ COMMANDS = (run, report, compare, parity, ab, calibrate, history, gpu_check)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description="kerasbench: report on and compare "
-                                     "benchmark result files. Exit codes: 0 fine, 1 regression, 2 usage error.")
+                                     "benchmark result files. Exit codes: 0 fine, 1 regression, 2 usage error, "
+                                     "3 not gated (compare, ab: lines that could not be gated, or no shared line).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add(sub)
