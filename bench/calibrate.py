@@ -101,7 +101,7 @@ def measure(found: Sequence[Result], processes: int = gate.MIN_PROCESSES) -> lis
         entries.append(Calibration(
             key=key, processes=len(members), median_ms=stats.process_interval(medians).estimate * 1e3,
             log_variance=noise.variance, df=noise.df, spread=stats.process_spread(medians),
-            modes=modes.describe(names=("",), scale=1e3).replace(":  all", ": all") if modes else "",
+            modes=modes.describe(names=("",), scale=1e3) if modes else "",
             detects=detects, at_processes=processes, processes_for_target=needed))
     return entries
 

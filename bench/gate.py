@@ -108,10 +108,10 @@ def refusal(baseline: Sequence[float], current: Sequence[float],
     modes = stats.process_modes([baseline, current])
     if not refused(np.asarray(baseline, float), np.asarray(current, float), min_processes):
         return None, modes
-    counts = (len(baseline), len(current))
-    if min(counts) < max(2, min_processes):
-        return (f"{CANNOT_GATE}: {counts[0]} vs {counts[1]} processes, needs {min_processes} a side "
-                f"(--repeat {min_processes})"), modes
+    counts, needed = (len(baseline), len(current)), max(2, min_processes)
+    if min(counts) < needed:
+        return (f"{CANNOT_GATE}: {counts[0]} vs {counts[1]} processes, needs {needed} a side "
+                f"(--repeat {needed})"), modes
     return (f"{CANNOT_GATE}: the process medians fall into two modes (see note); gate single-threaded "
             "(--threads 1) or find the cause"), modes
 

@@ -543,8 +543,15 @@ def _detectable(se: float, df: float, processes: tuple[int, int], alpha: float, 
     unit = se / math.sqrt(1 / nb + 1 / nc)
     level = min(alpha, float(sps.t.sf(math.log1p(threshold) / se, df)))
     analysis = TTestIndPower()
-    reach = lambda d: analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=df, alternative="larger") - power
-    return math.expm1(brentq(reach, 0.0, 1e3) * unit)
+
+    def reach(d: float) -> float:
+        found = float(analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=df, alternative="larger"))
+        return (found if math.isfinite(found) else 1.0) - power  # far past the critical value the nct's tail is NaN
+
+    high = 1.0  # bracket the root by doubling: effects past a few hundred sds leave the nct's numerical range
+    while reach(high) < 0 and high < 1e6:
+        high *= 2
+    return math.expm1(brentq(reach, 0.0, high) * unit)
 
 
 @dataclass(frozen=True)
@@ -561,10 +568,11 @@ class Modes:
         for name, (fast, fast_at, slow, slow_at) in zip(names, self.sides, strict=False):
             total = fast + slow
             near = lambda at: f"{at * scale:.3g} {unit}"
+            side = f"{name} " if name else ""
             if fast and slow:
-                parts.append(f"{name} {fast} of {total} processes near {near(fast_at)}, {slow} near {near(slow_at)}")
+                parts.append(f"{side}{fast} of {total} processes near {near(fast_at)}, {slow} near {near(slow_at)}")
             else:
-                parts.append(f"{name} all {total} near {near(fast_at if fast else slow_at)}")
+                parts.append(f"{side}all {total} near {near(fast_at if fast else slow_at)}")
         return f"bimodal (dip test p = {self.p_value:.2g}): " + "; ".join(parts)
 
 

@@ -85,7 +85,7 @@ def forwarded(args: argparse.Namespace) -> list[str]:
 
 def add_gate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=fraction, default=cmp.DEFAULT_THRESHOLD, metavar="PCT",
-                   help=f"slowdown that counts, e.g. 3%% or 0.03 (default: {cmp.DEFAULT_THRESHOLD:.0%%})")
+                   help=f"slowdown that counts, e.g. 3%% or 0.03 (default: {cmp.DEFAULT_THRESHOLD * 100:g}%%)")
     p.add_argument("--confidence", type=confidence_level, default=cmp.DEFAULT_CONFIDENCE, metavar="LEVEL",
                    help="of each line's interval; 1 - LEVEL is the gate's family-wise false-alarm rate over the "
                         "gated lines (Holm), e.g. 95%% or 0.99 (default: 95%%)")
