@@ -220,12 +220,14 @@ PERCENTILES = (50, 90, 99)
 # numpy.percentile's default: linear interpolation between order statistics (Hyndman & Fan type 7).
 PERCENTILE_METHOD = "numpy.percentile method='linear' (Hyndman-Fan type 7)"
 QUANTILE_CI_METHOD = "order statistics, exact binomial (scipy.stats.quantile_test); independent values only"
-ROUNDS_CI_METHOD = "batch medians: Student t over 5 consecutive batches of rounds (scipy.stats.t), fixed-b"
+ROUNDS_CI_METHOD = ("batch medians: Student t over 5 consecutive batches of rounds (scipy.stats.t), fixed-b; "
+                    "adaptive rounds: at least Stein's two-stage half-width from the pilot")
 TAIL_CI_METHOD = "Woodruff: exceedance rate ± t x HAC long-run sd (arch Bartlett kernel), mapped to order statistics"
 PROCESS_CI_METHOD = "Student t on log process medians (scipy.stats.t), back-transformed: the geometric mean's"
 RATIO_TEST_METHOD = "Welch t test on log process medians (scipy.stats.ttest_ind, equal_var=False)"
 RATIO_TEST_CALIBRATED = "Welch t test on log process medians, each side's variance pooled with the calibrated one"
 ROUND_BATCHES = 5  # batches of consecutive rounds for the median's interval (see rounds_median_interval)
+ROUND_PILOT = 30  # the fewest rounds an adaptive run plans its length from (rounds_needed)
 MIN_ROUNDS_PER_BATCH = 4  # fewer rounds than 5 x 4 give no interval: batches of 1-3 rounds are not independent
 BIMODAL_ALPHA = 0.003  # dip test level: lognormal noise reaches it in about 0.01% of lines (8 a side, simulated)
 BIMODAL_MIN_PROCESSES = 8  # pooled processes below which no dip test is run (it could not reach BIMODAL_ALPHA)
@@ -254,32 +256,58 @@ def quantile_interval(times: Sequence[float], p: float = 0.5,
     return bound(ci.low), bound(ci.high)
 
 
-def rounds_median_interval(times: Sequence[float],
-                           confidence: float = DEFAULT_CONFIDENCE) -> tuple[float | None, float | None]:
+def _batch_medians(x: np.ndarray) -> np.ndarray:
+    return np.array([np.median(batch) for batch in np.array_split(x, ROUND_BATCHES)])
+
+
+def rounds_median_interval(times: Sequence[float], confidence: float = DEFAULT_CONFIDENCE,
+                           pilot: int | None = None) -> tuple[float | None, float | None]:
     """Interval of the rounds' median that holds when consecutive rounds are correlated (ROUNDS_CI_METHOD).
 
     The rounds, in the order they ran, are cut into ``ROUND_BATCHES`` consecutive batches; the
     batches' medians are nearly independent however the rounds correlate within a batch, and the
-    interval is ``scipy.stats.t.interval`` over them (k - 1 degrees of freedom: the fixed-b batch
-    means of Schmeiser 1982 and Kiefer-Vogelsang). The order-statistic interval covered 76% of the
-    true median at lag-1 autocorrelation 0.5; this one covers >= 93% up to 0.5 from 20 rounds on
-    (tests/test_stats_timings.py simulates both). None below ``ROUND_BATCHES * MIN_ROUNDS_PER_BATCH``
-    rounds; a zero-width interval where every batch has the same median.
+    interval is their mean ± ``scipy.stats.t.ppf`` x their standard error, on k - 1 degrees of
+    freedom (the fixed-b batch means of Schmeiser 1982 and Kiefer-Vogelsang). The order-statistic
+    interval covered 76% of the true median at lag-1 autocorrelation 0.5; this one covers >= 93%
+    up to 0.5 from 20 rounds on (simulated in tests/test_stats_timings.py).
+
+    ``pilot``: the rounds were as many as the first ``pilot`` of them asked for (adaptive rounds,
+    ``rounds_needed``: Stein's two-stage design). Stopping on an interval that happened to come out
+    narrow would make it cover less (85% in simulation), so the half-width is also at least Stein's,
+    the pilot's standard error scaled to all the rounds: t x se(pilot) x sqrt(pilot / n). At the stop
+    this covers >= 94% up to lag-1 autocorrelation 0.7 (tests/test_adaptive.py).
+    None below ``ROUND_BATCHES * MIN_ROUNDS_PER_BATCH`` rounds.
     """
     x = _sample(times)
     if len(x) < ROUND_BATCHES * MIN_ROUNDS_PER_BATCH:
         return None, None
-    medians = np.array([np.median(batch) for batch in np.array_split(x, ROUND_BATCHES)])
-    if np.ptp(medians) == 0:
-        return float(medians[0]), float(medians[0])
-    low, high = sps.t.interval(confidence, len(medians) - 1, loc=float(np.mean(medians)),
-                               scale=float(sps.sem(medians)))
-    return float(low), float(high)
+    medians = _batch_medians(x)
+    critical = float(sps.t.ppf(0.5 + confidence / 2, ROUND_BATCHES - 1))
+    half = critical * float(sps.sem(medians))
+    if pilot is not None and ROUND_BATCHES * MIN_ROUNDS_PER_BATCH <= pilot <= len(x):
+        half = max(half, critical * float(sps.sem(_batch_medians(x[:pilot]))) * math.sqrt(pilot / len(x)))
+    center = float(np.mean(medians))
+    return center - half, center + half
 
 
-def median_half_width(times: Sequence[float], confidence: float = DEFAULT_CONFIDENCE) -> float | None:
+def rounds_needed(pilot_times: Sequence[float], target: float, confidence: float = DEFAULT_CONFIDENCE) -> int:
+    """Rounds for the median's interval to be within ± ``target`` (relative), planned from a pilot (Stein 1945).
+
+    The pilot's batch medians give the standard error at its length; it shrinks as 1 / sqrt(rounds),
+    so ``pilot * (t x se / (target x median))^2`` rounds reach the target, and at least the pilot.
+    """
+    x = _sample(pilot_times)
+    if len(x) < ROUND_BATCHES * MIN_ROUNDS_PER_BATCH:
+        raise ValueError(f"a pilot needs at least {ROUND_BATCHES * MIN_ROUNDS_PER_BATCH} rounds")
+    critical = float(sps.t.ppf(0.5 + confidence / 2, ROUND_BATCHES - 1))
+    error = critical * float(sps.sem(_batch_medians(x))) / (target * float(np.median(x)))
+    return max(len(x), math.ceil(len(x) * error**2))
+
+
+def median_half_width(times: Sequence[float], confidence: float = DEFAULT_CONFIDENCE,
+                      pilot: int | None = None) -> float | None:
     """Half the width of ``rounds_median_interval`` relative to the rounds' median, or None."""
-    low, high = rounds_median_interval(times, confidence)
+    low, high = rounds_median_interval(times, confidence, pilot)
     median = float(np.median(_sample(times)))
     if low is None or high is None or median <= 0:
         return None
