@@ -438,10 +438,15 @@ def summary_lines(summary: Summary, threshold: float = DEFAULT_THRESHOLD,
                   min_processes: int = MIN_PROCESSES) -> list[str]:
     """The verdict in words: regressions, then every line not gated and why, then the rule and its error rate."""
     latency = [ch for ch in summary.gated if ch.metric == "latency"]
+    unchecked = sum(1 for ch in latency if sum(ch.processes) < stats.BIMODAL_MIN_PROCESSES)
     rule_text = (f"latency: Welch t test on log process medians, one-sided, Holm over the {len(latency)} gated "
                  f"latency line(s) (statsmodels multipletests): family-wise false-alarm rate <= {1 - confidence:.0%}; "
-                 f"a REGRESSION also needs the slowdown past {threshold:.0%}; at least {min_processes} processes a "
-                 f"side; accuracy drop > {accuracy_drop:g}")
+                 f"a REGRESSION also needs the slowdown past {threshold * 100:g}%; at least {min_processes} "
+                 f"processes a side; accuracy drop > {accuracy_drop:g}")
+    if unchecked:
+        rule_text += (f". Two modes could not be looked for on {unchecked} line(s) (under "
+                      f"{stats.BIMODAL_MIN_PROCESSES} processes in all): there the false-alarm rate holds for "
+                      "one-mode noise only (run --threads 1, or more processes)")
     lines = []
     if summary.regressions:
         lines.append(f"{len(summary.regressions)} regression(s): "

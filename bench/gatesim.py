@@ -74,6 +74,7 @@ class Rates:
     false_alarm: float  # share of runs flagging any unchanged line
     power: float | None  # share of slowed lines flagged (None when nothing was slowed)
     refused: float  # share of lines not gated
+    power_gated: float | None = None  # share of the slowed lines the gate did gate that it flagged
 
 
 def draw(noise: Noise, rng: np.random.Generator, runs: int, lines: int,
@@ -117,7 +118,9 @@ def simulate(noise: Noise, processes: int, threshold: float, *, lines: int = CI_
     return Rates(noise.name, processes, threshold, lines, slowdown, trials,
                  false_alarm=float(np.mean(unchanged.any(axis=1))),
                  power=float(np.mean(decided.regression[:, :slowed])) if slowed else None,
-                 refused=float(np.mean(~gated)))
+                 refused=float(np.mean(~gated)),
+                 power_gated=float(np.sum(decided.regression[:, :slowed]) / max(1, np.sum(gated[:, :slowed])))
+                 if slowed else None)
 
 
 def stated_detects(noise: Noise, processes: int, threshold: float, *, lines: int = CI_LINES, samples: int = 200,
