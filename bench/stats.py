@@ -583,7 +583,7 @@ def _detectable(se: float, df: float, processes: tuple[int, int], alpha: float, 
     high = 1.0  # bracket the root by doubling: effects past a few hundred sds leave the nct's numerical range
     while reach(high) < 0 and high < 1e6:
         high *= 2
-    return math.expm1(brentq(reach, 0.0, high) * unit)
+    return math.expm1(brentq(reach, 0.0, high, xtol=1e-4) * unit)  # 1e-4 sd: far finer than the figure printed
 
 
 @dataclass(frozen=True)

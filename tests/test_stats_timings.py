@@ -73,7 +73,7 @@ def test_pooled_variance_would_not_hold_its_level_there():
 
 def test_the_calibrated_test_holds_its_level_when_the_calibration_is_this_machines():
     rng = np.random.default_rng(2)
-    runs = 2500
+    runs = 1500
     calibrations = lognormal_medians(rng, (runs, 12), 0.02)  # an A/A calibration of 12 processes per run
     rejected = 0
     for calibration, base, cur in zip(calibrations, lognormal_medians(rng, (runs, 3), 0.02),
@@ -108,7 +108,7 @@ def test_the_detectable_slowdown_is_the_80_percent_power_point():
 
 def test_the_process_interval_covers_with_three_processes():
     rng = np.random.default_rng(4)
-    draws = lognormal_medians(rng, (2000, 3), 0.03)
+    draws = lognormal_medians(rng, (1500, 3), 0.03)
     hits = [(i.low <= 1 <= i.high) for i in map(stats.process_interval, draws)]
     assert 0.93 <= np.mean(hits) <= 0.97
     # The percentile bootstrap it replaced, over the same draws: it cannot see beyond 3 values.
