@@ -221,3 +221,19 @@ def test_the_order_statistic_interval_would_not_cover_there(monkeypatch):
     # The interval it replaced, under the same rule and rounds: it assumes independent rounds.
     coverage, _ = stop_and_cover(0.5, 300, monkeypatch, interval=lambda data: stats.quantile_interval(data, 0.5))
     assert coverage < 0.9
+
+
+def test_harness_vs_plain_is_the_harness_over_the_plain_loop(monkeypatch):
+    # The plain loop's calls take 0.1 s, the harness's rounds 0.2 s: the harness looks twice as slow.
+    clock = Clock([1.0, 0.1, 0.1] + [0.2] * 4 + [0.1, 0.1])  # first call, plain before, rounds, plain after
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+
+    class Benchmark(FakeBenchmark):
+        def pedantic(self, target, rounds=1, warmup_rounds=0, iterations=1):
+            super().pedantic(target, rounds, warmup_rounds, iterations)
+            self.stats.stats.median = float(np.median(self.stats.stats.data))
+
+    metrics = timing.measure_step(Benchmark(clock), clock.step, rounds=4, warmup_rounds=0, batch_size=8,
+                                  staged_batches=1, plain_rounds=4)
+    assert metrics.first_step_s == pytest.approx(1.0) and metrics.plain_loop_median_s == pytest.approx(0.1)
+    assert metrics.harness_vs_plain == pytest.approx(2.0) and metrics.samples_per_s == pytest.approx(40)
