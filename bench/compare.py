@@ -6,24 +6,23 @@ all its processes (``python -m bench run --repeat N`` runs N processes per backe
 
 Noise rule for latency. The noise that decides a verdict is between processes (two runs of the same
 code a minute apart moved by 8-10% here, while one run's rounds spread by about ±2%), so each side
-is summarised by the median of its process medians, and a benchmark is a REGRESSION only when both
-hold:
+is its process medians, and the rule is ``bench.gate``'s:
 
-1. current > baseline * (1 + limit): the slowdown matters. ``limit`` is the threshold, or this
-   machine's noise floor for the benchmark when that is larger (``python -m bench calibrate``
-   measures it: the largest ratio between two process medians of the same code, minus 1);
-2. the ``confidence`` interval of current / baseline excludes 1: a hierarchical bootstrap that
-   resamples processes, then rounds within each (``bench.stats.hierarchical_bootstrap``, seeded),
-   so that a drift between processes widens the interval instead of passing for a change.
+1. not gated, and said why, when a side has fewer than ``min_processes`` processes, when the
+   machines differ, or when the process medians fall into two modes (``stats.process_modes``);
+2. Welch's t test on log process medians per line (``stats.log_ratio_test``), with this machine's
+   calibrated between-process variance pooled in where ``python -m bench calibrate`` measured one;
+3. Holm over the run's gated lines (``stats.holm``): an A/A run false-alarms at most 1 - confidence
+   (5%) in all, however many lines it has;
+4. REGRESSION: Holm-adjusted p (slower) below that and the ratio of geometric means of process
+   medians past ``1 + threshold``; "faster" mirrored; "within noise" past the threshold but not
+   significant.
 
-Past the limit but not significant: "within noise". Faster is judged the same way, mirrored. The
-bootstrap needs ``MIN_PROCESSES`` (3) processes a side: with one, there is no between-process spread
-to count, and with two it cannot tell a slow process from a slow side; with fewer the change is
-shown and the verdict says it cannot gate (and never fails). A rank test on 3 process medians a side
-could not reach p < 0.01 at all (its smallest two-sided p is 0.1); resampling rounds inside the
-processes can, when the processes agree. Each gated line also says the smallest slowdown that a
-comparison with this line's noise would flag ("detects ≥", ``RatioTest.smallest_detectable``): the
-gate's resolution on this machine for that many processes.
+Each gated line shows the ratio with its Welch interval, the Holm-adjusted p, and "detects ≥": the
+slowdown that a comparison with this line's noise flags with 80% power (``stats.detectable_slowdown``).
+The summary counts what was not gated; ``exit_status`` gives ``EXIT_NOT_GATED`` (3) when a shared
+line could not be gated or the sides share no line, so that "no regressions" is never said of a
+comparison that gated nothing.
 
 Machines: every result records a fingerprint (``bench.fingerprint``). When the two sides differ in CPU
 model, usable cores, threads or GPU, latency is "not comparable: CPU model differs: A vs B" and is
@@ -51,17 +50,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import gate as rule
 from bench import packages, parity, stats
 from bench.calibrate import noise_key
 from bench.fingerprint import LABELS, MACHINE_KEYS, describe, differences
 from bench.results import GroupKey, Result, load, results_of, write_json_atomic
-from bench.selection import aggregate, latest, rounds_of
+from bench.selection import aggregate, latest
 from bench.tables import MISSING, fmt, fmt_ms, table
 
-DEFAULT_THRESHOLD = 0.10
+DEFAULT_THRESHOLD = rule.DEFAULT_THRESHOLD
 DEFAULT_ACCURACY_DROP = 0.02
-DEFAULT_CONFIDENCE = 0.95
-MIN_PROCESSES = 3  # per side, for the bootstrap to see the spread between processes (see above)
+DEFAULT_CONFIDENCE = 1 - rule.DEFAULT_ALPHA
+MIN_PROCESSES = rule.MIN_PROCESSES
+EXIT_OK, EXIT_REGRESSION, EXIT_NOT_GATED = 0, 1, 3  # 2 is a usage error (bench.commands)
 _EPS = 1e-12  # so a drop of exactly the tolerance, give or take float rounding, does not fail
 
 
@@ -82,9 +83,12 @@ class Change:
     note: str = ""
     processes: tuple[int, int] | None = None  # baseline, current
     test: stats.RatioTest | None = None  # latency, when gated
-    limit: float | None = None  # the slowdown that counts: max(threshold, noise floor)
-    noise_floor: float | None = None  # from calibration, when one was found for this benchmark
-    detects: float | None = None  # the smallest slowdown a comparison with this noise would flag
+    p_slower: float | None = None  # Holm-adjusted over the comparison's gated lines
+    noise: stats.ProcessNoise | None = None  # this machine's calibrated noise, when found for this benchmark
+    detects: float | None = None  # the slowdown this line's noise lets the gate flag with 80% power
+    modes: stats.Modes | None = None  # when the process medians fall into two modes
+    gated: bool = False  # judged by the rule (latency) or on its values (accuracy)
+    shared: bool = True  # both sides have this line
 
 
 class NoResultsError(ValueError):
@@ -93,7 +97,7 @@ class NoResultsError(ValueError):
 
 def compare(baseline_paths: Iterable[str | os.PathLike], current_paths: Iterable[str | os.PathLike],
             threshold: float = DEFAULT_THRESHOLD, accuracy_drop: float = DEFAULT_ACCURACY_DROP, *,
-            confidence: float = DEFAULT_CONFIDENCE, noise: Mapping[str, float] | None = None,
+            confidence: float = DEFAULT_CONFIDENCE, noise: Mapping[str, stats.ProcessNoise] | None = None,
             min_processes: int = MIN_PROCESSES) -> tuple[list[Change], list[Change]]:
     """Compare result files or folders; returns (every change, the regressions among them).
 
@@ -116,12 +120,13 @@ SIMULATED_VERDICT = "not compared (simulated vs real devices)"
 
 def compare_results(baseline: Sequence[Result], current: Sequence[Result], threshold: float = DEFAULT_THRESHOLD,
                     accuracy_drop: float = DEFAULT_ACCURACY_DROP, *, confidence: float = DEFAULT_CONFIDENCE,
-                    noise: Mapping[str, float] | None = None,
+                    noise: Mapping[str, stats.ProcessNoise] | None = None,
                     min_processes: int = MIN_PROCESSES) -> tuple[list[Change], list[Change]]:
     """Like ``compare``, on results already loaded.
 
-    ``noise`` maps ``noise_key(result)`` to this machine's noise floor (``bench.calibrate``);
-    ``min_processes`` is the fewest processes a side that the latency gate acts on.
+    ``noise`` maps ``noise_key(result)`` to this machine's between-process noise (``bench.calibrate``);
+    ``min_processes`` is the fewest processes a side that the latency gate acts on. The latency
+    lines are judged together (``bench.gate.judge``), since Holm's correction spans all of them.
     """
     if threshold < 0 or accuracy_drop < 0:
         raise ValueError("threshold and accuracy_drop must be >= 0")
@@ -132,6 +137,7 @@ def compare_results(baseline: Sequence[Result], current: Sequence[Result], thres
     base = {k: members[-1] for k, members in base_all.items()}
     cur = {k: members[-1] for k, members in cur_all.items()}
     changes: list[Change] = []
+    pending: list[tuple[Change, rule.Line]] = []  # latency lines the rule judges, all at once
     # Accuracy is judged per backend line over all its seeds: one val_accuracy change per line.
     base_seeds, cur_seeds = _seeds_by_line(base.values()), _seeds_by_line(cur.values())
     judged: set[tuple] = set()
@@ -140,7 +146,8 @@ def compare_results(baseline: Sequence[Result], current: Sequence[Result], thres
         if b is None or c is None:
             verdict, note = ("new", "no baseline") if b is None else ("missing", "not in current results")
             changes.append(Change(name, group, "latency", b and b.median_ms, c and c.median_ms, None, verdict,
-                                  baseline_range=b and _range(b), current_range=c and _range(c), note=note))
+                                  baseline_range=b and _range(b), current_range=c and _range(c), note=note,
+                                  shared=False))
         elif b.simulated != c.simulated:
             # Devices simulated on one CPU (bench/distributed/) are no baseline for real ones, nor the reverse.
             changes.append(Change(name, group, "latency", b.median_ms, c.median_ms, None, SIMULATED_VERDICT,
@@ -148,30 +155,65 @@ def compare_results(baseline: Sequence[Result], current: Sequence[Result], thres
                                        f"{'simulated' if c.simulated else 'real'} devices"))
             continue
         else:
-            changes.append(_latency(base_all[(name, group)], cur_all[(name, group)], threshold, _note(b, c),
-                                    confidence, noise or {}, min_processes))
+            change, line = _latency(base_all[(name, group)], cur_all[(name, group)], _note(b, c), noise or {})
+            changes.append(change)
+            if line is not None:
+                pending.append((change, line))
         line = (seedless(name), group)
         if (b or c).kind == "accuracy" and line not in judged:
             judged.add(line)
             changes.append(_accuracy(base_seeds.get(line, []), cur_seeds.get(line, []), accuracy_drop))
+    judged = rule.judge([line for _, line in pending], threshold, 1 - confidence, min_processes, confidence)
+    for (change, _), judgement in zip(pending, judged, strict=True):
+        change.verdict, change.regression, change.gated = judgement.verdict, judgement.regression, judgement.gated
+        change.test, change.p_slower, change.detects, change.modes = (judgement.test, judgement.p_slower,
+                                                                      judgement.detects, judgement.modes)
+        if judgement.modes is not None:
+            change.note = "; ".join(filter(None, [judgement.modes.describe(), change.note]))
     return changes, [ch for ch in changes if ch.regression]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a comparison amounts to: its regressions, and what it could not gate, with why."""
+
+    regressions: list[Change]
+    gated: list[Change]  # shared lines judged (latency by the rule, accuracy on its values)
+    not_gated: list[Change]  # shared lines that could not be judged: the verdict says why
+    unshared: list[Change]  # lines on one side only ("new", "missing")
+
+    @property
+    def exit_status(self) -> int:
+        """EXIT_REGRESSION on a regression; else EXIT_NOT_GATED when a shared line was not gated or no line
+        is shared; else EXIT_OK."""
+        if self.regressions:
+            return EXIT_REGRESSION
+        return EXIT_NOT_GATED if self.not_gated or not (self.gated or self.not_gated) else EXIT_OK
+
+
+def summarize(changes: Sequence[Change]) -> Summary:
+    shared = [ch for ch in changes if ch.shared]
+    judged = lambda ch: ch.gated or (ch.metric == "val_accuracy" and ch.verdict != "no data")
+    return Summary([ch for ch in changes if ch.regression], [ch for ch in shared if judged(ch)],
+                   [ch for ch in shared if not judged(ch)], [ch for ch in changes if not ch.shared])
 
 
 def gate(baseline: Sequence[Result], current: Sequence[Result], *, threshold: float = DEFAULT_THRESHOLD,
          accuracy_drop: float = DEFAULT_ACCURACY_DROP, confidence: float = DEFAULT_CONFIDENCE,
-         min_processes: int = MIN_PROCESSES, noise: Mapping[str, float] | None = None, match: str = "group",
-         style: str = "md") -> tuple[str, list[Change]]:
-    """The verdict as ``compare`` and ``ab`` print it: the diff tables, and the regressions among the changes.
+         min_processes: int = MIN_PROCESSES, noise: Mapping[str, stats.ProcessNoise] | None = None,
+         match: str = "group", style: str = "md") -> tuple[str, Summary]:
+    """The verdict as ``compare`` and ``ab`` print it: the diff tables and the summary (its ``exit_status``).
 
     ``match="name"`` pairs benchmarks by name alone (``pair_by_name``: an A/B of settings), and each
     line then notes what differs between its two sides.
     """
     paired, notes = pair_by_name(baseline, current) if match == "name" else (current, {})
-    changes, regressions = compare_results(baseline, paired, threshold, accuracy_drop, confidence=confidence,
-                                           noise=noise, min_processes=min_processes)
+    changes, _ = compare_results(baseline, paired, threshold, accuracy_drop, confidence=confidence,
+                                 noise=noise, min_processes=min_processes)
     for change in changes:
         change.note = "; ".join(filter(None, [notes.get(change.name), change.note]))
-    return render_comparison(changes, style, threshold, accuracy_drop, confidence, min_processes), regressions
+    text = render_comparison(changes, style, threshold, accuracy_drop, confidence, min_processes)
+    return text, summarize(changes)
 
 
 def package_header(baseline: Sequence[Result], current: Sequence[Result]) -> str:
@@ -262,41 +304,27 @@ def _final(r: Result | None) -> float | None:
     return r.accuracy.final_val_accuracy if r is not None and r.accuracy else None
 
 
-def _latency(bs: Sequence[Result], cs: Sequence[Result], threshold: float, note: str, confidence: float,
-             noise: Mapping[str, float], min_processes: int) -> Change:
-    """One benchmark's latency, each side being the processes of its newest run."""
+def _latency(bs: Sequence[Result], cs: Sequence[Result], note: str,
+             noise: Mapping[str, stats.ProcessNoise]) -> tuple[Change, rule.Line | None]:
+    """One benchmark's latency, each side the processes of its newest run; the line for the rule, when it gets one.
+
+    Each side shows the geometric mean of its process medians (the quantity the test compares).
+    """
     b, c = bs[-1], cs[-1]
-    b_all, c_all = aggregate(bs), aggregate(cs)
-    change = Change(b.name, b.group, "latency", b_all and b_all.median_ms, c_all and c_all.median_ms, None, "no data",
+    b_ms, c_ms = ([r.median_ms for r in side if r.median_ms is not None] for side in (bs, cs))
+    center = lambda values: stats.process_interval(values).estimate if values else None
+    change = Change(b.name, b.group, "latency", center(b_ms), center(c_ms), None, "no data",
                     baseline_range=_spread(bs), current_range=_spread(cs), note=note,
-                    processes=(b_all.processes if b_all else 0, c_all.processes if c_all else 0))
-    if b_all is None or c_all is None or b_all.median_ms <= 0:
-        return change
-    change.change = (c_all.median_ms / b_all.median_ms - 1) * 100
-    change.noise_floor = noise.get(noise_key(c))
-    change.limit = max(threshold, change.noise_floor or 0.0)
-    slower = c_all.median_ms > b_all.median_ms * (1 + change.limit)
-    faster = c_all.median_ms < b_all.median_ms * (1 - change.limit)
+                    processes=(len(b_ms), len(c_ms)))
+    if not b_ms or not c_ms:
+        return change, None
+    change.change = (change.current / change.baseline - 1) * 100
     unlike = differences(b.run.fingerprint, c.run.fingerprint, MACHINE_KEYS)
     if b.run.fingerprint and c.run.fingerprint and unlike:
         change.verdict = "not comparable: " + "; ".join(unlike)
-        return change
-    if min(change.processes) < min_processes:
-        change.verdict = (f"cannot gate: {change.processes[0]} vs {change.processes[1]} processes, "
-                          f"needs {min_processes} a side (--repeat {min_processes})")
-        return change
-    test = stats.hierarchical_bootstrap([rounds_of(r) for r in bs if r.stats], [rounds_of(r) for r in cs if r.stats],
-                                        confidence)
-    change.test, change.detects = test, test.smallest_detectable(change.limit)
-    if slower and test.low > 1:
-        change.verdict, change.regression = "REGRESSION (slower)", True
-    elif faster and test.high < 1:
-        change.verdict = "faster"
-    elif slower or faster:
-        change.verdict = "within noise"
-    else:
-        change.verdict = "ok"
-    return change
+        return change, None
+    change.noise = noise.get(noise_key(c))
+    return change, rule.Line(b_ms, c_ms, change.noise)
 
 
 def _accuracy(base: Sequence[Result], cur: Sequence[Result], tolerance: float) -> Change:
@@ -307,7 +335,8 @@ def _accuracy(base: Sequence[Result], cur: Sequence[Result], tolerance: float) -
     group = (b or c).group
     if b is None or c is None:
         verdict, note = ("new", "no baseline") if b is None else ("missing", "not in current results")
-        return Change(name, group, "val_accuracy", _mean_final(base), _mean_final(cur), None, verdict, note=note)
+        return Change(name, group, "val_accuracy", _mean_final(base), _mean_final(cur), None, verdict, note=note,
+                      shared=False)
     note = _note(b, c)
     before, after = _mean_final(base), _mean_final(cur)
     change = Change(name, group, "val_accuracy", before, after, None, "ok", note=note)
@@ -428,23 +457,21 @@ def _interval_text(ch: Change) -> str:
     return f"{ch.test.ratio:.3f} [{ch.test.low:.3f}, {ch.test.high:.3f}]"
 
 
-def _limit_text(ch: Change) -> str:
-    if ch.limit is None:
-        return MISSING
-    return f"{ch.limit:.1%}" + (" (noise floor)" if ch.noise_floor is not None and ch.noise_floor >= ch.limit else "")
+def _p_text(p: float | None) -> str:
+    return MISSING if p is None else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
 def render_comparison(changes: Sequence[Change], style: str = "md", threshold: float = DEFAULT_THRESHOLD,
                       accuracy_drop: float = DEFAULT_ACCURACY_DROP, confidence: float = DEFAULT_CONFIDENCE,
                       min_processes: int = MIN_PROCESSES) -> str:
-    """Diff tables, one per group ("md" or "plain"), and a one-line verdict.
+    """Diff tables, one per group ("md" or "plain"), then the summary (``summary_lines``).
 
-    Latency lines show the processes a side, the ratio current/baseline with its interval, the
-    bootstrap p-value, the slowdown that counts (threshold or noise floor) and the smallest slowdown
-    a comparison with this noise would flag.
+    Latency lines show each side's geometric mean of process medians with their range, the
+    processes a side, the ratio current/baseline with its Welch interval, the Holm-adjusted p of
+    "slower", and the slowdown this line's noise lets the gate flag with 80% power.
     """
     headers = ("Benchmark", "Metric", "Baseline", "Current", "Change", "Processes",
-               f"Ratio [{confidence:.0%} CI]", "p", "Limit", "Detects ≥", "Verdict", "Note")
+               f"Ratio [{confidence:.0%} CI]", "p slower (Holm)", "Detects ≥ (80%)", "Verdict", "Note")
     groups: dict[GroupKey, list[Change]] = {}
     for ch in changes:
         groups.setdefault(ch.group, []).append(ch)
@@ -453,20 +480,59 @@ def render_comparison(changes: Sequence[Change], style: str = "md", threshold: f
         heading = f"## {group.label}" if style == "md" else f"{group.label}\n{'=' * len(group.label)}"
         cells = [(ch.name, ch.metric, _cell(ch, "baseline"), _cell(ch, "current"), _change_text(ch),
                   MISSING if ch.processes is None else f"{ch.processes[0]} vs {ch.processes[1]}", _interval_text(ch),
-                  MISSING if ch.test is None else f"{ch.test.p_value:.4f}", _limit_text(ch),
-                  fmt(ch.detects, ".1%"), ch.verdict, ch.note)
+                  _p_text(ch.p_slower), fmt(ch.detects, ".1%"), ch.verdict, ch.note)
                  for ch in members]
         out += [heading, "", table(headers, cells, style), ""]
-    regressions = [ch for ch in changes if ch.regression]
-    rule = (f"latency: median of process medians slower by more than {threshold:.0%} (or this machine's noise "
-            f"floor, when larger) and the {confidence:.0%} interval of the ratio above 1 (hierarchical bootstrap: "
-            f"processes, then rounds), at least {min_processes} processes a side; accuracy drop > {accuracy_drop:g}")
-    if regressions:
-        out.append(f"{len(regressions)} regression(s) ({rule}): "
-                   + ", ".join(f"{ch.name} {ch.metric}" for ch in regressions))
-    else:
-        out.append(f"No regressions ({rule}).")
+    out += summary_lines(summarize(changes), threshold, accuracy_drop, confidence, min_processes)
     return "\n".join(out) + "\n"
+
+
+def summary_lines(summary: Summary, threshold: float = DEFAULT_THRESHOLD,
+                  accuracy_drop: float = DEFAULT_ACCURACY_DROP, confidence: float = DEFAULT_CONFIDENCE,
+                  min_processes: int = MIN_PROCESSES) -> list[str]:
+    """The verdict in words: regressions, then every line not gated and why, then the rule and its error rate."""
+    latency = [ch for ch in summary.gated if ch.metric == "latency"]
+    unchecked = sum(1 for ch in latency if sum(ch.processes) < stats.BIMODAL_MIN_PROCESSES)
+    rule_text = (f"latency: Welch t test on log process medians, one-sided, Holm over the {len(latency)} gated "
+                 f"latency line(s) (statsmodels multipletests): family-wise false-alarm rate <= {1 - confidence:.0%}; "
+                 f"a REGRESSION also needs the slowdown past {threshold * 100:g}%; at least {min_processes} "
+                 f"processes a side; accuracy drop > {accuracy_drop:g}")
+    if unchecked:
+        rule_text += (f". Two modes could not be looked for on {unchecked} line(s) (under "
+                      f"{stats.BIMODAL_MIN_PROCESSES} processes in all): there the false-alarm rate holds for "
+                      "one-mode noise only (run --threads 1, or more processes)")
+    lines = []
+    if summary.regressions:
+        lines.append(f"{len(summary.regressions)} regression(s): "
+                     + ", ".join(f"{ch.name} {ch.metric}" for ch in summary.regressions))
+    shared = len(summary.gated) + len(summary.not_gated)
+    if not shared:
+        lines.append(f"NOT GATED: the two sides share no line ({_count(summary.unshared)}): nothing was compared "
+                     f"(exit {EXIT_NOT_GATED}).")
+    elif summary.not_gated:
+        lines.append(f"NOT GATED: {len(summary.not_gated)} of {shared} shared line(s) could not be gated: "
+                     f"{_reasons(summary.not_gated)} (exit {EXIT_NOT_GATED} unless a regression was found).")
+    if shared and summary.unshared:
+        lines.append(f"On one side only, not compared: {_count(summary.unshared)}.")
+    if not summary.regressions and shared and not summary.not_gated:
+        lines.append(f"No regressions in {len(summary.gated)} gated line(s).")
+    lines.append(f"Rule: {rule_text}.")
+    return lines
+
+
+def _count(changes: Sequence[Change]) -> str:
+    counts: dict[str, int] = {}
+    for ch in changes:
+        counts[ch.verdict] = counts.get(ch.verdict, 0) + 1
+    return ", ".join(f"{n} {verdict}" for verdict, n in counts.items())
+
+
+def _reasons(changes: Sequence[Change]) -> str:
+    """'2 x cannot gate: 1 vs 1 processes, ...; 1 x not comparable: ...': each reason once, with its count."""
+    counts: dict[str, int] = {}
+    for ch in changes:
+        counts[ch.verdict] = counts.get(ch.verdict, 0) + 1
+    return "; ".join(f"{n} x {verdict}" for verdict, n in counts.items())
 
 
 # ---------------------------------------------------------------------------------------- exports

@@ -40,7 +40,7 @@ ENVIRONMENT_ENV = "KERASBENCH_ENVIRONMENT"  # the label of the environment a pro
 STEP_KINDS = ("train_step", "predict_step", "native_train_step", "native_predict_step", "serve_batch1")
 KINDS = (*STEP_KINDS, "accuracy")
 REPORT_MARKER = "kerasbench_report"  # report.py's JSON output: not a result file, skipped silently
-CALIBRATION_MARKER = "kerasbench_calibration"  # calibrate.py's noise floors, kept beside the results: skipped too
+CALIBRATION_MARKER = "kerasbench_calibration"  # calibrate.py's noise, kept beside the results: skipped too
 
 
 class SchemaError(ValueError):
@@ -163,7 +163,7 @@ class Interval:
     """The median's confidence interval over the timed rounds."""
 
     confidence: float
-    method: str  # bench.stats.QUANTILE_CI_METHOD
+    method: str  # bench.stats.ROUNDS_CI_METHOD (older files: QUANTILE_CI_METHOD)
     low_s: float | None = None  # None where the rounds are too few for an interval
     high_s: float | None = None
     half_width: float | None = None  # relative to the median: 0.02 means ±2%
@@ -191,7 +191,7 @@ class Serving:
     margin: float  # in quantile levels: 0.005 means the interval lies within p98.5 .. p99.5
     confidence: float
     sizing_method: str | None = None
-    p99_low_s: float | None = None  # the p99's order-statistic interval; None where the queries are too few
+    p99_low_s: float | None = None  # the p99's interval (bench.stats.TAIL_CI_METHOD); None where too few queries
     p99_high_s: float | None = None
 
 

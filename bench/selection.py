@@ -2,8 +2,8 @@
 
 A run of ``bench run --repeat N`` is N processes sharing a run id. Every consumer (report, plots,
 compare, calibrate, history) picks results and aggregates processes through these functions, so a
-"median" means the same thing in every table: the median of the process medians, with a bootstrap
-interval over processes (``bench.stats.process_interval``).
+"median" means the same thing in every table: the median of the process medians, with the 95% Student t
+interval of the typical process median over processes (``bench.stats.process_interval``: on log medians).
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ class Aggregate:
     """One step benchmark over the processes of one run (``--repeat N``)."""
 
     median_ms: float  # the median of the process medians
-    low_ms: float | None  # its 95% interval by bootstrap over processes (bench.stats.process_interval)
+    # The 95% t interval of the typical process median (their geometric mean, on log scale: stats.process_interval);
+    # None for one process.
+    low_ms: float | None
     high_ms: float | None
     processes: int
     percentiles_ms: tuple[float, float, float] | None  # p50, p90, p99 of every process's rounds pooled
@@ -78,8 +80,9 @@ def aggregate(members: Sequence[Result]) -> Aggregate | None:
     timed = [r for r in members if r.median_ms is not None]
     if not timed:
         return None
-    interval = stats.process_interval([r.median_ms for r in timed])
-    return Aggregate(interval.estimate, interval.low, interval.high, len(timed), _tail_ms(timed))
+    medians = [r.median_ms for r in timed]
+    interval = stats.process_interval(medians)
+    return Aggregate(float(np.median(medians)), interval.low, interval.high, len(timed), _tail_ms(timed))
 
 
 def _tail_ms(members: Sequence[Result]) -> tuple[float, float, float] | None:

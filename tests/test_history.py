@@ -36,7 +36,9 @@ def test_report_shows_the_median_of_process_medians_with_its_interval(tmp_path):
     [(_, [line])] = report.summarize(rows)
     assert line.processes == 3 and line.train_median_ms == pytest.approx(110, rel=0.02)
     low, high = line.train_ci_ms
-    assert 98 <= low <= line.train_median_ms <= high <= 122
+    # The t interval of the typical process median: from 3 processes, wider than their range (a
+    # bootstrap over the 3 stayed inside it and covered 76%).
+    assert 80 < low < 100 and 120 < high < 150 and low <= line.train_median_ms <= high
     p50, p90, p99 = line.train_percentiles_ms
     assert p50 <= p90 <= p99 and p50 == pytest.approx(110, rel=0.05)
     text = report.render_markdown(rows)

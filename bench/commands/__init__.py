@@ -3,9 +3,11 @@ matrix, bisect, calibrate, history, gpu-check.
 
 Exit codes: 0 fine, 1 a regression (compare, ab), a failed benchmark process, or nothing found (matrix:
 no cell ran; bisect: the ends do not differ), 2 a usage error (bad option, no readable results, no GPU
-for gpu-check, an environment that cannot be built). One module per command, each with an
-``add(sub)`` that adds its parser and sets ``handler``; the options several commands share are
-defined once, in ``bench.commands.options``. To add a command, write a module and list it in COMMANDS.
+for gpu-check, an environment that cannot be built), 3 not gated (compare, ab: a line both sides share
+could not be gated, or the sides share no line; a setup problem, never "no regressions"). One module
+per command, each with an ``add(sub)`` that adds its parser and sets ``handler``; the options several
+commands share are defined once, in ``bench.commands.options``. To add a command, write a module and
+list it in COMMANDS.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ COMMANDS = (run, report, compare, parity, ab, matrix, bisect, calibrate, history
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description="kerasbench: report on and compare "
-                                     "benchmark result files. Exit codes: 0 fine, 1 regression, 2 usage error.")
+                                     "benchmark result files. Exit codes: 0 fine, 1 regression, 2 usage error, "
+                                     "3 not gated (compare, ab: lines that could not be gated, or no shared line).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add(sub)

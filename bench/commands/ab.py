@@ -24,14 +24,14 @@ from bench.commands.options import (
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "ab", help="two commits on this machine, interleaved, then compare; exit 1 on a regression",
+        "ab", help="two commits on this machine, interleaved, then compare; exit 1 on a regression, 3 when not gated",
         description="Check out BASE and HEAD as git worktrees, run the benchmarks of each with its own code, "
                     "interleaved (base, head, then head, base, ... per backend: the sides take turns going first), "
                     "then compare them with the gate of `python -m bench compare`. Both sides use this "
                     "interpreter's packages, except where the commits' constraints.txt differ (each side then "
                     "gets its own pinned set: a cached overlay or full environment) or --base-with/--head-with/"
                     "--base-constraints/--head-constraints choose a side's set. Exit 1 on a regression or when a "
-                    "benchmark process failed.")
+                    "benchmark process failed, 3 when a line could not be gated.")
     p.add_argument("base", metavar="BASE_REF", help="the reference commit (branch, tag, hash)")
     p.add_argument("head", metavar="HEAD_REF", help="the commit under test")
     p.add_argument("--repo", default=str(settings.CHECKOUT), metavar="DIR",
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     failed = [o for o in done.outcomes if o.failed]
     base = ab.as_one_run(load_results([done.side("base")], "base")[0], done.run_ids["base"])
     head = ab.as_one_run(load_results([done.side("head")], "head")[0], done.run_ids["head"])
-    text, regressions = gate(args, base, head)
+    text, summary = gate(args, base, head)
     header = ab.compare_header(done, args.base, args.head, base_args=args.base_args, head_args=args.head_args,
                                repeat=args.repeat, head=head, base=base)
     results.write_text_atomic(done.run_dir / ab.COMPARE_FILE, header + text)
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     wrote(done.run_dir / ab.COMPARE_FILE)
     if failed:
         print(f"{len(failed)} benchmark process(es) failed: " + ", ".join(o.label for o in failed), file=sys.stderr)
-    return 1 if regressions or failed else 0
+    return cmp.EXIT_REGRESSION if failed else summary.exit_status
 
 
 def _path(option: str | None) -> Path | None:

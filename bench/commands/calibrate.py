@@ -1,4 +1,4 @@
-"""``python -m bench calibrate``: this machine's noise between processes (A/A), for compare's noise floor."""
+"""``python -m bench calibrate``: this machine's noise between processes (A/A), for compare's test."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from bench import calibrate, runner, settings
+from bench import compare as cmp
 from bench.commands.options import (
     UsageError,
     add_backends_option,
@@ -19,13 +20,16 @@ from bench.commands.options import (
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "calibrate", help="this machine's noise between processes (A/A), for compare's noise floor",
+        "calibrate", help="this machine's noise between processes (A/A), for compare's test",
         description="Run the same code --repeat times per backend (interleaved), then store each benchmark's "
-                    "spread between processes for this machine (the largest ratio of two process medians, minus 1) "
-                    f"in <results>/{calibrate.CALIBRATION_FILE}, keyed by the machine's fingerprint. compare then "
-                    "gates on the larger of --threshold and that floor. --from reads an A/A run already made.")
+                    "variance of log process medians (with its degrees of freedom) for this machine "
+                    f"in <results>/{calibrate.CALIBRATION_FILE}, keyed by the machine's fingerprint. compare pools "
+                    "it into its test, so that few processes a side resolve small slowdowns. --from reads an A/A "
+                    "run already made.")
     p.add_argument("--repeat", type=settings.positive_int, default=calibrate.DEFAULT_REPEAT, metavar="K",
-                   help=f"processes per backend (default: {calibrate.DEFAULT_REPEAT}: two A/A sides of 3)")
+                   help=f"processes per backend (default: {calibrate.DEFAULT_REPEAT})")
+    p.add_argument("--gate-processes", type=settings.positive_int, default=cmp.MIN_PROCESSES, metavar="N",
+                   help=f"processes a side that the 'detects' column is for (default: {cmp.MIN_PROCESSES})")
     add_backends_option(p)
     p.add_argument("--run-dir", default=None,
                    help="where the A/A run's results and logs go (default: <results>/runs/calibrate-<time>)")
@@ -50,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
         fingerprint = calibrate.fingerprint_of(found)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    floors = calibrate.measure(found)
-    if not floors:
+    entries = calibrate.measure(found, args.gate_processes)
+    if not entries:
         raise UsageError(f"no benchmark in {source} has two processes of one run: calibrate needs --repeat 2 or more")
     output = calibration_file(args.output)
-    print(calibrate.render(floors, fingerprint, args.format), end="")
+    print(calibrate.render(entries, fingerprint, args.format), end="")
     try:
-        calibrate.write(output, fingerprint, floors, str(source.resolve()))
+        calibrate.write(output, fingerprint, entries, str(source.resolve()))
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot update {output}: {exc}") from None
     wrote(output)

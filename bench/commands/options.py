@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import calibrate, environments, results, settings
+from bench import calibrate, environments, results, settings, stats
 from bench import compare as cmp
 from bench.backends import BACKENDS
 from bench.selection import measured_on
@@ -110,9 +110,10 @@ def forwarded(args: argparse.Namespace) -> list[str]:
 def add_verdict_options(p: argparse.ArgumentParser) -> None:
     """The latency gate's own options (compare, ab, matrix, bisect)."""
     p.add_argument("--threshold", type=fraction, default=cmp.DEFAULT_THRESHOLD, metavar="PCT",
-                   help="slowdown that counts, e.g. 10%% or 0.1 (default: 10%%)")
+                   help=f"slowdown that counts, e.g. 3%% or 0.03 (default: {cmp.DEFAULT_THRESHOLD * 100:g}%%)")
     p.add_argument("--confidence", type=confidence_level, default=cmp.DEFAULT_CONFIDENCE, metavar="LEVEL",
-                   help="of the interval of the ratio of medians, e.g. 95%% or 0.99 (default: 95%%)")
+                   help="of each line's interval; 1 - LEVEL is the gate's family-wise false-alarm rate over the "
+                        "gated lines (Holm), e.g. 95%% or 0.99 (default: 95%%)")
     p.add_argument("--min-processes", type=settings.positive_int, default=cmp.MIN_PROCESSES, metavar="N",
                    help=f"fewest processes a side to gate on (default: {cmp.MIN_PROCESSES})")
 
@@ -120,7 +121,7 @@ def add_verdict_options(p: argparse.ArgumentParser) -> None:
 def add_gate_options(p: argparse.ArgumentParser) -> None:
     add_verdict_options(p)
     p.add_argument("--noise", metavar="FILE", default=None,
-                   help=f"noise floors from `python -m bench calibrate` (default: <results>/"
+                   help=f"between-process variance from `python -m bench calibrate` (default: <results>/"
                         f"{calibrate.CALIBRATION_FILE} when it exists; 'none' to ignore it)")
     p.add_argument("--accuracy-drop", type=fraction, default=cmp.DEFAULT_ACCURACY_DROP, metavar="DROP",
                    help="absolute val_accuracy drop that counts (default: 0.02)")
@@ -136,12 +137,12 @@ def add_gate_options(p: argparse.ArgumentParser) -> None:
 
 
 def gate(args: argparse.Namespace, baseline: list[results.Result],
-         current: list[results.Result]) -> tuple[str, list[cmp.Change]]:
+         current: list[results.Result]) -> tuple[str, cmp.Summary]:
     """compare's verdict with the gate options of ``args``; writes the exports it asks for."""
-    floors = noise_floors(args.noise, current)
-    text, regressions = cmp.gate(baseline, current, threshold=args.threshold, accuracy_drop=args.accuracy_drop,
-                                 confidence=args.confidence, min_processes=args.min_processes, noise=floors,
-                                 match=args.match, style=args.format)
+    noise = process_noise(args.noise, current)
+    text, summary = cmp.gate(baseline, current, threshold=args.threshold, accuracy_drop=args.accuracy_drop,
+                             confidence=args.confidence, min_processes=args.min_processes, noise=noise,
+                             match=args.match, style=args.format)
     try:
         if args.export_github_action:
             for path in cmp.write_github_action_benchmark(current, args.export_github_action):
@@ -150,20 +151,20 @@ def gate(args: argparse.Namespace, baseline: list[results.Result],
             wrote(cmp.write_bencher(current, args.export_bencher))
     except OSError as exc:
         raise UsageError(f"cannot write export: {exc}") from None
-    return text, regressions
+    return text, summary
 
 
-def noise_floors(option: str | None, current: list[results.Result]) -> dict[str, float]:
-    """The --noise option's floors for the machine ``current`` was measured on (none for 'none')."""
+def process_noise(option: str | None, current: list[results.Result]) -> dict[str, stats.ProcessNoise]:
+    """The --noise option's calibrated noise for the machine ``current`` was measured on (none for 'none')."""
     if option == "none":
         return {}
     try:
-        floors, note = calibrate.floors_for(calibration_file(option), measured_on(current), required=bool(option))
+        noise, note = calibrate.noise_for(calibration_file(option), measured_on(current), required=bool(option))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if note:
         print(note, file=sys.stderr)
-    return floors
+    return noise
 
 
 def calibration_file(option: str | None) -> Path:

@@ -45,7 +45,7 @@ def _notes(group: Group) -> str:
     notes = ["Medians of the timed rounds; the first (compile) step is timed apart as \"First step\"."]
     if any(s.processes > 1 for s in lines):
         notes.append("Several processes per benchmark (--repeat): each time is the median of the process "
-                     "medians, with its 95% interval by bootstrap over processes.")
+                     "medians, with the 95% interval of the typical process median (Student t on log medians).")
     notes.append(f"Percentiles: {stats.PERCENTILE_METHOD}, over the timed rounds.")
     targets = {s.target_accuracy for s in lines if s.target_accuracy is not None}
     if targets:

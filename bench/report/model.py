@@ -63,7 +63,7 @@ class Line:
     train_energy_j_per_step: float | None = None  # from a hardware counter (StepMetrics.energy), else None
     train_energy_source: str | None = None
     speed_ratio: float | None = None  # train median over the group's fastest
-    # Repeats (--repeat N): processes per step benchmark and the 95% interval of the median of their medians.
+    # Repeats (--repeat N): processes per step benchmark and the 95% t interval of the typical process median.
     processes: int = 1
     train_ci_ms: tuple[float, float] | None = None
     predict_ci_ms: tuple[float, float] | None = None

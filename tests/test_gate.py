@@ -1,0 +1,63 @@
+"""bench.gate: the latency gate's rule on process medians (refusals, Welch per line, Holm, threshold)."""
+
+import numpy as np
+import pytest
+
+from bench import gate, stats
+
+
+def test_decide_applies_holm_per_run_and_the_threshold():
+    ratio = np.array([[1.10, 1.10, 1.00], [1.01, 1.10, 0.90]])
+    p_slower = np.array([[0.01, 0.04, 0.5], [0.001, 0.02, 0.99]])
+    p_faster = 1 - p_slower
+    decided = gate.decide(ratio, p_slower, p_faster, threshold=0.03)
+    # Run 1: Holm's 0.03 and 0.08: only the first line counts, the second is past the threshold but
+    # not significant. Run 2: 0.003 (under the threshold), then 0.04; its third line is 10% faster
+    # with p (faster) 0.01, Holm's 0.03.
+    assert decided.p_slower[0] == pytest.approx([0.03, 0.08, 0.5])
+    assert decided.regression.tolist() == [[True, False, False], [False, True, False]]
+    assert decided.within_noise.tolist() == [[False, True, False], [False, False, False]]
+    assert decided.faster.tolist() == [[False, False, False], [False, False, True]]
+    assert decided.p_faster[1, 2] == pytest.approx(3 * 0.01)
+
+
+def test_decide_leaves_refused_lines_out_of_holm():
+    ratio, p = np.array([1.10, 1.10]), np.array([0.03, 0.03])
+    assert gate.decide(ratio, p, 1 - p, 0.0).regression.tolist() == [False, False]  # 0.06 each
+    decided = gate.decide(ratio, p, 1 - p, 0.0, gated=np.array([True, False]))
+    assert decided.regression.tolist() == [True, False] and np.isnan(decided.p_slower[1])
+
+
+def test_faster_is_mirrored_and_needs_significance():
+    decided = gate.decide(np.array([0.90, 0.90]), np.array([0.999, 0.9]), np.array([0.001, 0.1]), 0.03)
+    assert decided.faster.tolist() == [True, False] and decided.within_noise.tolist() == [False, True]
+    assert not decided.regression.any()
+
+
+def test_judge_refuses_what_it_cannot_gate_and_says_why():
+    rng = np.random.default_rng(0)
+    medians = lambda n, scale=1.0: list(scale * np.exp(0.01 * rng.standard_normal(n)))
+    modes = list(np.where(np.arange(12) < 4, 330.0, 400.0))
+    lines = [gate.Line(medians(3), medians(3, 1.2)), gate.Line(medians(1), medians(3)),
+             gate.Line(modes, modes[::-1])]
+    slowed, few, bimodal = gate.judge(lines, threshold=0.03)
+    assert slowed.verdict == gate.REGRESSION and slowed.gated and slowed.regression
+    assert slowed.p_slower == pytest.approx(slowed.test.p_slower)  # one gated line: Holm changes nothing
+    assert few.verdict == "cannot gate: 1 vs 3 processes, needs 3 a side (--repeat 3)" and not few.gated
+    assert bimodal.verdict.startswith("cannot gate: the process medians fall into two modes")
+    assert bimodal.modes is not None and bimodal.test is None
+
+
+def test_detects_shrinks_with_processes_and_calibration():
+    rng = np.random.default_rng(1)
+    draw = lambda n: list(np.exp(0.02 * rng.standard_normal(n)))
+    three, eight = gate.judge([gate.Line(draw(3), draw(3)), gate.Line(draw(8), draw(8))], threshold=0.0)
+    assert eight.detects < three.detects
+    calibrated, = gate.judge([gate.Line(draw(3), draw(3), stats.ProcessNoise(0.02**2, 30))], threshold=0.0)
+    assert calibrated.detects < three.detects
+
+
+def test_judge_checks_its_arguments():
+    with pytest.raises(ValueError):
+        gate.judge([], threshold=-0.1)
+    assert gate.judge([]) == []
