@@ -107,7 +107,7 @@ def bisect(package: str, versions: Sequence[str], measure: Measure, *, threshold
            confidence: float = compare.DEFAULT_CONFIDENCE, min_processes: int = compare.MIN_PROCESSES,
            say: Callable[[str], None] = print) -> Bisection:
     """Binary search over ``versions`` (GOOD first, BAD last) for the first one on BAD's side of the change."""
-    start = time.perf_counter()
+    start = time.perf_counter()  # wall time of whole probes (child processes that sync their own steps)
     good, bad = versions[0], versions[-1]
     found = Bisection(package, good, bad, list(versions))
     steps = max(0, math.ceil(math.log2(max(1, len(versions) - 2)))) if len(versions) > 2 else 0

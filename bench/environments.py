@@ -242,7 +242,7 @@ def prepare(request: Request, *, root: Path, installer: Installer | None = None,
     from. Raises ``EnvironmentFailed`` with the reason (a version that does not exist, with the
     nearest releases; an unreachable index, with what was tried; the resolver's message).
     """
-    start = time.perf_counter()
+    start = time.perf_counter()  # host wall time of resolving and installing: no device involved
     constraints_file = root / "constraints.txt"
     project_text = constraints_file.read_text(encoding="utf-8") if constraints_file.exists() else ""
     chosen = plan(request, base, project_text, str(constraints_file))
@@ -317,7 +317,7 @@ def _cached(cache: Path, kind: str, key: str, packages: Sequence[str], say, buil
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         say(f"{what}: building in {folder}")
-        start = time.perf_counter()
+        start = time.perf_counter()  # host wall time of an install: no device involved
         try:
             built = build(folder)
         except BaseException:

@@ -110,7 +110,7 @@ def run_matrix(grid: Sequence[Cell], *, reference: Cell, backends: list[str], py
                run_dir: Path, root: Path, prepare: Callable[..., environments.Environment] = environments.prepare
                ) -> MatrixRun:
     """Prepare each cell's environment (a failure marks the cell), then run the cells interleaved."""
-    start = time.perf_counter()
+    start = time.perf_counter()  # wall time of whole child processes: each times its own steps, with syncs
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     done = MatrixRun(list(grid), reference, run_dir)

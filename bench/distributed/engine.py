@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import socket
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -215,9 +214,7 @@ class DataParallel(Engine):
         step = self.make_step(model, staged)
         # The first steps double as the check that N replicas train the model one device would: the
         # first (trace/compile) is timed here as measure_step would time it.
-        start = time.perf_counter()
-        step()
-        first_step_s = time.perf_counter() - start
+        first_step_s = timing.time_call(step)  # every engine's step ends in a device sync
         for _ in range(EQUIVALENCE_STEPS - 1):
             step()
         weights = _flat(model.get_weights())

@@ -1,1 +1,0 @@
-"""kerasbench: one Keras model, timed and checked under TensorFlow, JAX and PyTorch."""
