@@ -9,19 +9,33 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import diptest
 import numpy as np
-from arch.covariance.kernel import Bartlett
-from scipy import stats as sps
-from scipy.optimize import brentq
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower, TTestPower
+
+
+class _Lazy:
+    """A module imported at its first use. SciPy's stats, statsmodels, arch and diptest take ~3 s to import,
+    and most commands, and every benchmark process, never call a function that needs them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+sps = _Lazy("scipy.stats")
+diptest = _Lazy("diptest")
+_optimize = _Lazy("scipy.optimize")
+_kernel = _Lazy("arch.covariance.kernel")
+_multitest = _Lazy("statsmodels.stats.multitest")
+_power = _Lazy("statsmodels.stats.power")
 
 # ----------------------------------------------------------------------------------------------------
 # Seeds: means, differences and equivalence across backends (used by bench/parity.py, bench/compare.py)
@@ -358,7 +372,7 @@ def tost_power(n: int, sd: float, margin: float, difference: float = 0.0, alpha:
     """
     if sd <= 0 or n < 2:
         raise ValueError("need sd > 0 and n >= 2")
-    power = TTestPower().power if paired else TTestIndPower().power  # their second argument: n (per side)
+    power = _power.TTestPower().power if paired else _power.TTestIndPower().power  # their second argument: n (per side)
     lower = power((difference + margin) / sd, n, alpha, alternative="larger")
     upper = power((difference - margin) / sd, n, alpha, alternative="smaller")
     return float(max(0.0, lower + upper - 1))
@@ -616,7 +630,7 @@ def tail_interval(times: Sequence[float], p: float = 0.99,
     if np.ptp(indicator) > 0:
         # ZeroDivisionError: arch's bandwidth rule on a series with no autocorrelation to measure.
         with contextlib.suppress(ZeroDivisionError):
-            long_run = float(Bartlett(indicator).cov.long_run[0, 0])
+            long_run = float(_kernel.Bartlett(indicator).cov.long_run[0, 0])
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(long_run / n)
     ordered = np.sort(x)
     low, high = math.floor(n * (p - half)), math.ceil(n * (p + half))
@@ -803,7 +817,7 @@ def holm(p_values: Sequence[float], alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     p = np.asarray(p_values, dtype=float)
     if p.size == 0:
         return p
-    return multipletests(p, alpha=alpha, method="holm")[1]
+    return _multitest.multipletests(p, alpha=alpha, method="holm")[1]
 
 
 def detectable_slowdown(test: RatioTest, alpha: float, threshold: float = 0.0, power: float = 0.80) -> float:
@@ -847,7 +861,8 @@ def planned_power(noise: ProcessNoise, processes: int, slowdown: float, alpha: f
         return float(slowdown > threshold)
     level = min(alpha, float(sps.t.sf(math.log1p(threshold) / se, df)))
     effect = math.log1p(slowdown) / noise.sd
-    return float(TTestIndPower().power(effect, nobs1=processes, alpha=level, ratio=1.0, df=df, alternative="larger"))
+    power = _power.TTestIndPower().power
+    return float(power(effect, nobs1=processes, alpha=level, ratio=1.0, df=df, alternative="larger"))
 
 
 def _detectable(se: float, df: float, processes: tuple[int, int], alpha: float, threshold: float,
@@ -857,7 +872,7 @@ def _detectable(se: float, df: float, processes: tuple[int, int], alpha: float, 
         return threshold
     unit = se / math.sqrt(1 / nb + 1 / nc)
     level = min(alpha, float(sps.t.sf(math.log1p(threshold) / se, df)))
-    analysis = TTestIndPower()
+    analysis = _power.TTestIndPower()
 
     def reach(d: float) -> float:
         found = float(analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=df, alternative="larger"))
@@ -866,7 +881,8 @@ def _detectable(se: float, df: float, processes: tuple[int, int], alpha: float, 
     high = 1.0  # bracket the root by doubling: effects past a few hundred sds leave the nct's numerical range
     while reach(high) < 0 and high < 1e6:
         high *= 2
-    return math.expm1(brentq(reach, 0.0, high, xtol=1e-4) * unit)  # 1e-4 sd: far finer than the figure printed
+    # xtol 1e-4 sd: far finer than the figure printed.
+    return math.expm1(_optimize.brentq(reach, 0.0, high, xtol=1e-4) * unit)
 
 
 @dataclass(frozen=True)
