@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bench import backends
 from bench.commands.options import backend_list, fraction
-from bench.settings import CHECKOUT, MAX_BATCH_SIZE, bounded_int, positive_int, results_dir, seed_int
+from bench.settings import CHECKOUT, MAX_BATCH_SIZE, OPTIONS, bounded_int, positive_int, results_dir, seed_int
 
 
 @given(st.integers(min_value=1, max_value=10**9))
@@ -188,3 +188,31 @@ def test_every_command_reads_result_files_through_one_loader(tmp_path, capsys, c
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"python -m bench {command[0]}: error: damaged result file: ") and "broken.json" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "must be at least 1"),
+        (["--batch-size", "-3"], "must be at least 1"),
+        (["--batch-size", "10000000"], "larger than the supported maximum"),
+        (["--maxlen", "0"], "must be at least 1"),
+        (["--epochs", "0"], "must be at least 1"),
+        (["--profile", "huge"], "invalid choice"),
+        (["--device", "tpu"], "invalid choice"),
+        (["--dataset", "imdb"], "invalid choice"),
+        (["--variant", "fp8"], "invalid choice"),
+        (["--seed", "-1"], "is not a seed"),
+        (["--seed", "1_0"], "is not a whole number"),
+        (["--threads", "two"], "is not a whole number"),
+    ],
+)
+def test_the_option_table_refuses_bad_values_with_a_clear_message(args, message, capsys):
+    # The table pytest's parser and `python -m bench run` both declare: each refusal's message, in-process
+    # (tests/test_plugin.py checks one of each kind end to end through pytest).
+    parser = argparse.ArgumentParser()
+    for flag, kwargs in OPTIONS:
+        parser.add_argument(flag, **kwargs)
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
