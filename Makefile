@@ -26,13 +26,15 @@ export KERASBENCH_IMDB
 venv: $(VENV)/.installed
 
 # The pinned set (constraints.txt) is what CI tests and what the reference results used. uv installs it (about
-# 10 s here, where pip took about 2 min); pip only puts uv itself into the new venv. The index and find-links of
+# 45 s here, where pip took about 2 min); pip only puts uv itself into the new venv. The index and find-links of
 # the user's pip configuration are passed to uv as flags (bench/index.py), since uv does not read pip's files.
+# --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set (this project's machines), a venv without
+# .pyc files recompiles every import in every process (TensorFlow, JAX, torch and Keras: 17 s instead of 7 s).
 UV_INDEX_ARGS = $$($(BIN)/python -c 'from bench import index; print(*index.from_pip_config().uv_args())')
 $(VENV)/.installed: pyproject.toml constraints.txt $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) uv packaging
-	$(BIN)/uv pip install -q --python $(BIN)/python -c $(CONSTRAINTS) $(UV_INDEX_ARGS) -e '.[$(EXTRAS)]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c $(CONSTRAINTS) $(UV_INDEX_ARGS) -e '.[$(EXTRAS)]'
 ifeq ($(DEVICE),gpu)
 	@# A +cpu torch wheel on a configured index or find-links also satisfies torch==2.13.0: stop if one won.
 	$(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.version.cuda else "torch " + torch.__version__ + " is a CPU build: install torch==2.13.0 from PyPI (pip --isolated, or without find-links)")'
