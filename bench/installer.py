@@ -75,7 +75,9 @@ class UvInstaller:
     def overlay(self, target: Path, packages: Sequence[str], python: str,
                 index: package_index.IndexConfig) -> None:
         # --python only picks the wheel tags; --target keeps every file out of that interpreter's venv.
-        self._run("pip", "install", "--quiet", "--no-deps", "--target", str(target), "--python", python,
+        # --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, every process would recompile.
+        self._run("pip", "install", "--quiet", "--no-deps", "--compile-bytecode", "--target", str(target),
+                  "--python", python,
                   *index.uv_args(), *packages)
 
     def create_venv(self, folder: Path, python: str) -> None:
@@ -83,7 +85,8 @@ class UvInstaller:
 
     def install(self, python: Path, requirements: Sequence[str], constraints: Path, overrides: Path,
                 index: package_index.IndexConfig) -> None:
-        self._run("pip", "install", "--quiet", "--python", str(python), "--constraint", str(constraints),
+        self._run("pip", "install", "--quiet", "--compile-bytecode", "--python", str(python),
+                  "--constraint", str(constraints),
                   "--overrides", str(overrides), *index.uv_args(), *requirements)
 
     def freeze(self, python: Path) -> list[str]:

@@ -104,7 +104,11 @@ def first_nan(engine: DataParallel) -> dict:
                 return str(exc)
         return "no NaN: the epoch trained to its end"
 
-    return {"single": run(engine.single_device(), None), "parallel": run(engine.scope(), engine)}
+    # Every rank runs the engine's epoch (its steps are collective); the single-device epoch after it, and
+    # the rest of the worker, is rank 0's alone (it alone writes), except the TensorFlow probe, which every
+    # rank of the strategy must take part in.
+    parallel = run(engine.scope(), engine)
+    return {"single": run(engine.single_device(), None) if engine.rank == 0 else None, "parallel": parallel}
 
 
 def keras_train_function_status(engine: DataParallel) -> str:

@@ -110,8 +110,8 @@ def test_unknown_backend_is_a_usage_error():
     assert proc.returncode == 4 and "unknown Keras backend 'theano'" in proc.stderr
 
 
-@pytest.mark.per_backend
 def test_gpu_requested_without_gpu_fails_clearly():
+    # The session's refusal end to end, once; each backend's own GPU check: tests/test_backends.py.
     proc = run_bench(*TINY[:-2], "--device", "gpu", env={"CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 4 and "sees no GPU" in proc.stderr
 
