@@ -54,8 +54,8 @@ GPU_CHECK_PYTHON = $(firstword $(wildcard .venv-gpu/bin/python .venv/bin/python)
 gpu-check:
 	$(GPU_CHECK_PYTHON) -m bench gpu-check --profile $(PROFILE)
 
-# Backend-independent tests once; tests marked per_backend under each backend, one process each (Keras fixes its
-# backend at import); two processes at a time (JOBS=1 for one at a time).
+# Backend-independent tests once (in two halves); tests marked per_backend under each backend, one process each
+# (Keras fixes its backend at import); JOBS lanes (default 2), each pinned to its own CPUs (JOBS=1: one lane).
 test: venv lint
 	PY=$(BIN)/python JOBS=$(or $(JOBS),2) bash tests/run_suites.sh
 
