@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import compare, environments, runner
+from bench import compare, environments, runner, stats
 from bench.fingerprint import describe
 from bench.results import Result, json_text, write_text_atomic
 from bench.selection import aggregate, measured_on
@@ -149,7 +149,7 @@ class Row:
     train_ms: float | None = None
     train_ci_ms: tuple[float, float] | None = None
     train_ratio: float | None = None  # cell / reference, median of process medians
-    train_ratio_ci: tuple[float, float] | None = None  # the gate's interval (hierarchical bootstrap)
+    train_ratio_ci: tuple[float, float] | None = None  # the gate's interval (stats.RATIO_TEST_METHOD)
     train_verdict: str | None = None
     predict_ms: float | None = None
     predict_ci_ms: tuple[float, float] | None = None
@@ -259,7 +259,7 @@ def render(done: MatrixRun, rows: Sequence[Row], results: Sequence[Result], *, r
            f"Reference cell: {done.reference.name}. {repeat} process(es) per cell and backend, interleaved "
            f"round-robin over the cells. Measured on {describe(measured_on(results) or {})}. "
            f"Ratios are cell / reference (median of process medians) with the {confidence:.0%} interval of "
-           f"compare's gate (hierarchical bootstrap over processes, then rounds); verdicts use its rule with a "
+           f"compare's gate ({stats.RATIO_TEST_METHOD}); verdicts use its rule with a "
            f"{threshold:.0%} threshold.", "",
            table(HEADERS, [(r.cell + (" (ref)" if r.reference else ""), r.backend, r.keras or MISSING,
                             r.backend_version or MISSING, str(r.processes) if r.processes else MISSING,
