@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make test`: the backend-independent tests once, and the tests marked per_backend under each backend, one pytest
 # process each (Keras fixes its backend at import). JOBS lanes (default 2: this project's machines have 2 cores)
-# take suites from one queue, longest first. Where there are at least as many CPUs as lanes, each lane is pinned
-# to its own CPUs: every backend sizes its thread pools to the CPUs it may use, and two suites whose pools each
-# want every core oversubscribe the machine (measured here: one TensorFlow test went from 11 s to 76 s).
+# take suites from one queue (in the order below). Where there are at least as many CPUs as lanes, each lane is
+# pinned to its own CPUs: every backend sizes its thread pools to the CPUs it may use, and two suites whose pools
+# each want every core oversubscribe the machine (unpinned, one TensorFlow test took 11 s in one run, 76 s in the
+# next).
 # Each suite prints its whole log when it ends; the exit status is 1 when any failed.
 set -u
 PY=${PY:-.venv/bin/python}
