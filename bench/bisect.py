@@ -110,7 +110,8 @@ def bisect(package: str, versions: Sequence[str], measure: Measure, *, threshold
     start = time.perf_counter()  # wall time of whole probes (child processes that sync their own steps)
     good, bad = versions[0], versions[-1]
     found = Bisection(package, good, bad, list(versions))
-    steps = max(0, math.ceil(math.log2(max(1, len(versions) - 2)))) if len(versions) > 2 else 0
+    # the first bad one is one of the n - 1 releases after GOOD: binary search over them
+    steps = math.ceil(math.log2(len(versions) - 1)) if len(versions) > 2 else 0
     say(f"bisect: {package} {good} (good) .. {bad} (bad): {len(versions)} releases, about {steps} probe(s) after "
         "the ends")
 

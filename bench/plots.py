@@ -54,6 +54,9 @@ def plot(report: Report | Sequence[Result], out_dir: str | os.PathLike) -> list[
     if efficiency is not None:
         written.append(_save(plt, efficiency, out / "data_parallel_efficiency.png"))
     for group in report.groups:
+        roofline = _roofline(plt, group)
+        if roofline is not None:
+            written.append(_save(plt, roofline, out / f"roofline_{group.key.slug}.png"))
         latency = _latency(plt, group)
         if latency is not None:
             written.append(_save(plt, latency, out / f"latency_{group.key.slug}.png"))
@@ -106,6 +109,38 @@ def _latency(plt: Any, group: Group) -> Any:
         ax.set_ylabel(f"median {unit}, whiskers: " + ("95% CI over processes" if several else "IQR"))
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(group.key.label, fontsize=10)
+    return fig
+
+
+def _roofline(plt: Any, group: Group) -> Any:
+    """Arithmetic intensity against achieved GFLOP/s, one point per backend and step, under each backend's roof
+    (its measured large-GEMM rate, and its triad bandwidth times intensity); None without roofline records."""
+    import numpy as np
+
+    lines = sorted((s for s in group.lines if s.roof), key=_line_order)
+    if not lines:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lowest = min(v for s in lines for v in (s.train_intensity, s.predict_intensity) if v)
+    x = np.logspace(np.log10(lowest / 10), np.log10(max(lowest * 1000, 1e3)), 200)
+    for s in lines:
+        colour, roof = backend_colour(s.backend), s.roof
+        peak, bandwidth = roof["gemm_flops_per_s"] / 1e9, roof["triad_bytes_per_s"] / 1e9
+        ax.plot(x, np.minimum(peak, bandwidth * x), color=colour, linestyle="--", linewidth=1,
+                label=f"{s.backend} roof: {peak:.0f} GFLOP/s GEMM, {bandwidth:.1f} GB/s triad")
+        for kind, marker in (("train", "o"), ("predict", "s")):
+            intensity, gflops = getattr(s, f"{kind}_intensity"), getattr(s, f"{kind}_gflops")
+            if intensity and gflops:
+                ax.scatter([intensity], [gflops], color=colour, marker=marker, zorder=3,
+                           label=f"{_line_label(s, group)} {kind} ({getattr(s, f'{kind}_share'):.2f} of the "
+                                 f"{getattr(s, f'{kind}_binding')} bound)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (analytic FLOPs per byte that must move)")
+    ax.set_ylabel("achieved GFLOP/s (median step)")
+    ax.set_title(f"Roofline: {group.key.label}", fontsize=9)
+    ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
     return fig
 
 

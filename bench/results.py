@@ -217,6 +217,32 @@ class Equivalence:
 
 
 @dataclass(frozen=True)
+class Roofline:
+    """The step's work against this machine's ceilings (bench/work.py, bench/ceilings.py, bench/roofline.py).
+
+    Work is analytic (FLOPs; bytes are a lower bound), checked against the backend's own counter where
+    it has one (``counter`` says which, or why none). Each bound is a floor on the step's time in
+    seconds (None where not observable); ``share`` is the tightest bound over the measured median.
+    """
+
+    flops: float
+    matmul_flops: float
+    bytes: float
+    intensity: float  # FLOPs per byte
+    counted_matmul_flops: float | None
+    counter: str
+    counted_vs_analytic: float | None
+    dispatches: int | None
+    dispatch_how: str
+    achieved_flops_per_s: float
+    ceilings: dict  # bench.ceilings.Ceilings, as measured (or a spec value, labelled)
+    bounds_s: dict  # compute, recurrence, memory, dispatch
+    binding: str
+    share: float
+    phases: dict = field(default_factory=dict)  # analytic FLOPs of forward, backward, optimizer (None: no such phase)
+
+
+@dataclass(frozen=True)
 class StepMetrics:
     """A step benchmark (train, predict, or their native references): one timed round is one step."""
 
@@ -234,6 +260,7 @@ class StepMetrics:
     serving: Serving | None = None  # serve_batch1 only
     scaling: Scaling | None = None  # data-parallel layouts only
     equivalence: Equivalence | None = None  # data-parallel layouts only
+    roofline: Roofline | None = None  # None in files that predate it, and in data-parallel layouts
 
 
 @dataclass(frozen=True)

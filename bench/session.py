@@ -8,6 +8,7 @@ Keras, which fixes the backend and starts it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import backends, energy, fingerprint, gpu, packages, results
+from bench import backends, ceilings, energy, fingerprint, gpu, packages, results, roofline, work
 from bench.data import Dataset
 from bench.distributed import launcher
 from bench.distributed.engine import Engine, engine_for
@@ -56,6 +57,8 @@ class Session:
     terminated: bool = False  # a SIGTERM arrived
     # The LSTM kernel cross-check per (batch size, maxlen, spy label): the program is the same for each.
     kernel_checks: dict = field(default_factory=dict)
+    # The backend's count of a step per (kind, batch size, maxlen): the program is the same for each.
+    step_counts: dict = field(default_factory=dict)
 
     @classmethod
     def start(cls, settings: RunSettings, *, args: Sequence[str], cwd: Path, threads_given: bool) -> Session:
@@ -128,9 +131,50 @@ class Session:
             jit_compile=adapter.resolved_jit_compile(model), kernel=kernel, memory=results.Memory(**memory),
             runtime=adapter.runtime_settings(),
         )
+        if isinstance(metrics, results.StepMetrics) and not self.settings.layout.distributed:
+            native = metrics.implementation == "native"
+            metrics = dataclasses.replace(metrics, roofline=self.roofline(benchmark, kind, model, imdb, batch_size,
+                                                                          maxlen, counted=not native))
         entry = results.Record(kind, results.Context(**{**fields, **context}), metrics)
         benchmark.extra_info.update(entry.to_json())
         return entry
+
+    def roofline(self, benchmark: Any, kind: str, model: Any, imdb: Dataset, batch_size: int, maxlen: int, *,
+                 counted: bool = True) -> results.Roofline:
+        """The step's work (analytic, and the backend's count) against this machine's ceilings.
+
+        Runs after the benchmark's timed rounds. The count runs once per kind and shape (``counted``
+        False for a native reference: its program is not the Keras model's), the ceilings once per
+        machine, backend, threads and batch size (cached on disk, bench/ceilings.py).
+        """
+        adapter, step = self.adapter, "train" if "train" in kind else "predict"
+        key = (step, batch_size, maxlen, counted)
+        if key not in self.step_counts:
+            x, y = imdb.x_test[:batch_size, -maxlen:], imdb.y_test[:batch_size]
+            self.step_counts[key] = (adapter.count_step(model, x, y, train=step == "train") if counted else
+                                     backends.StepCount(None, "not counted: a native reference is not the Keras "
+                                                              "model's program"))
+        count = self.step_counts[key]
+        analytic = work.step_work(self.settings.model, step, batch_size, maxlen)
+        versions = adapter.versions()
+        print_ = fingerprint.fingerprint(backend=adapter.name, versions=versions, device=adapter.device.as_dict(),
+                                         threads=self.settings.threads)
+        where = (f"{fingerprint.machine_key(print_)}-{adapter.name}-{versions[adapter.name]}-"
+                 f"{adapter.device.kind}-t{self.settings.threads}")
+        limits = ceilings.cached(where, batch_size, self.settings.model.lstm_units)
+        bound = roofline.bounds(analytic, limits, count.dispatches)
+        median = benchmark.stats.stats.median
+        matmul = analytic.total.matmul_flops
+        return results.Roofline(
+            flops=analytic.flops, matmul_flops=matmul, bytes=analytic.bytes, intensity=roofline.intensity(analytic),
+            counted_matmul_flops=count.matmul_flops, counter=count.counter,
+            counted_vs_analytic=None if count.matmul_flops is None else count.matmul_flops / matmul,
+            dispatches=count.dispatches, dispatch_how=count.dispatch_how,
+            achieved_flops_per_s=analytic.flops / median, ceilings=limits.as_dict(),
+            bounds_s=bound.as_seconds(), binding=bound.binding, share=roofline.share(bound, median),
+            phases={name: None if phase is None else phase.flops for name, phase in
+                    (("forward", analytic.forward), ("backward", analytic.backward),
+                     ("optimizer", analytic.optimizer))})
 
     def kerasbench_machine_info(self) -> dict:
         """kerasbench's part of pytest-benchmark's machine_info."""

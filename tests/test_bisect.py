@@ -75,6 +75,7 @@ def test_bisect_names_the_release_that_planted_the_change(tmp_path, wheels):
     assert calls[0] == ["1.0.0", "1.7.0"] and all(call[0] == "1.0.0" for call in calls)  # GOOD beside every probe
     assert [p.version for p in found.probes] == ["1.3.0", "1.5.0", "1.4.0"]
     assert [p.side for p in found.probes] == ["good", "bad", "bad"]
+    assert "8 releases, about 3 probe(s) after the ends" in said[0]
     assert said[1].startswith("bisect: the ends differ: test_train_step[jax-cpu] 1.5")
     # The planted 1.3.0 is as fast as 1.0.0: a ratio near 1 (printed to 3 places) and the good side.
     assert said[2].startswith("bisect: probe 1: kb-planted 1.3.0 against 1.0.0: test_train_step[jax-cpu] ")
@@ -90,6 +91,14 @@ def test_a_planted_speedup_is_found_the_same_way(tmp_path, wheels):
     versions = [f"1.{minor}.0" for minor in range(8)]
     found = bisect.bisect("kb-planted", versions, planted_measure(tmp_path, wheels, factor=0.6), say=lambda _: None)
     assert found.first_bad == PLANTED and found.changed == {"test_train_step[jax-cpu]": -1}
+
+
+def test_one_release_between_the_ends_is_one_probe(tmp_path, wheels):
+    said = []
+    found = bisect.bisect("kb-planted", ["1.3.0", "1.4.0", "1.5.0"], planted_measure(tmp_path, wheels),
+                          say=said.append)
+    assert "3 releases, about 1 probe(s) after the ends" in said[0]
+    assert [p.version for p in found.probes] == ["1.4.0"] and found.first_bad == PLANTED
 
 
 def test_ends_that_do_not_differ_stop_the_search(tmp_path, wheels):

@@ -30,6 +30,7 @@ from bench.backends.base import (
     BackendError,
     DeviceInfo,
     KernelCheck,
+    StepCount,
     compare_kernels,
     kernel_family,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "BackendError",
     "DeviceInfo",
     "KernelCheck",
+    "StepCount",
     "check_backend",
     "compare_kernels",
     "configure",

@@ -95,6 +95,21 @@ def compare_kernels(spied: str, observed: str) -> str:
 
 
 @dataclass(frozen=True)
+class StepCount:
+    """The backend's own count of one step (``Adapter.count_step``): matrix-product FLOPs and host dispatches.
+
+    ``counter`` names what counted, or reads "no counter: <why>" / "not counted: <error>" where
+    ``matmul_flops`` is None. ``dispatches`` is the calls the host makes per step: 1 for one compiled
+    call, the op count where the backend runs op by op; ``dispatch_how`` says which was observed.
+    """
+
+    matmul_flops: float | None
+    counter: str
+    dispatches: int | None = None
+    dispatch_how: str = "not observed"
+
+
+@dataclass(frozen=True)
 class DeviceInfo:
     """The device a backend runs on, resolved once per process."""
 
@@ -297,6 +312,21 @@ class Adapter:
     def sync(self, value: Any = None) -> None:
         """Wait until the device has finished the work that produced ``value`` (and all queued work)."""
         raise NotImplementedError
+
+    def count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
+        """Count one train (``train``) or predict step of ``model`` on the batch (x, y) with the backend's counter.
+
+        Runs outside any timed region, with the LSTM spy paused; a train step counted this way may
+        update the model (one more step after the timed ones). A failure is "not counted: <why>".
+        """
+        with self.lstm_spy_paused():
+            try:
+                return self._count_step(model, np.asarray(x), np.asarray(y, dtype="float32"), train)
+            except Exception as exc:  # an observation, never a reason to stop a run
+                return StepCount(None, f"not counted: {type(exc).__name__}: {exc}")
+
+    def _count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
+        return StepCount(None, f"no counter: kerasbench has none for the {self.name} backend")
 
     def resolved_jit_compile(self, model: Any) -> bool | str:
         """What ``jit_compile="auto"`` became for this model (XLA for TF/JAX; torch.compile for torch)."""

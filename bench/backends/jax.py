@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import jax  # absolute import: the real JAX, not this module
 import numpy as np
 
-from bench.backends.base import Adapter, describe_program
+from bench.backends.base import Adapter, StepCount, describe_program
 from bench.fingerprint import usable_cpus
 
 # The CUDA plugin distributions JAX loads for NVIDIA GPUs (jax[cuda12] / jax[cuda13]).
@@ -105,6 +105,50 @@ class JaxAdapter(Adapter):
                  ("loop", "HLO while loop", len(re.findall(r"\swhile\(", hlo)), 1)]
         return describe_program(marks, x.shape[1], "the compiled HLO of one forward pass")
 
+    def _count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
+        """Matrix-product FLOPs of the step's jaxpr, scan bodies times their length.
+
+        The step is the model's forward pass (predict) or forward, gradient and optimizer update (train),
+        written with Keras's stateless APIs, as Keras's JAX trainer runs them. XLA's own
+        ``cost_analysis()`` of the compiled step is given beside it, but is not the count: it counts a
+        while loop's body once, and the LSTM runs as a while loop of maxlen steps.
+        """
+        import keras
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        if train:
+            optimizer = model.optimizer
+            if not optimizer.built:
+                optimizer.build(model.trainable_variables)
+            optimizer_values = [v.value for v in optimizer.variables]
+
+            def step(tv, ntv, ov, inputs, labels):
+                def loss(tv):
+                    predictions, _ = model.stateless_call(tv, ntv, inputs, training=True)
+                    labels_ = keras.ops.reshape(labels, keras.ops.shape(predictions))
+                    return keras.ops.mean(keras.losses.binary_crossentropy(labels_, predictions))
+
+                value, grads = jax.value_and_grad(loss)(tv)
+                return (value, *optimizer.stateless_apply(ov, grads, tv))
+
+            args: tuple = (trainable, non_trainable, optimizer_values, x, y)
+        else:
+            def step(tv, ntv, inputs):
+                return model.stateless_call(tv, ntv, inputs, training=False)[0]
+
+            args = (trainable, non_trainable, x)
+        flops, loops = jaxpr_matmul_flops(jax.make_jaxpr(step)(*args).jaxpr)
+        cost = jax.jit(step).lower(*args).compile().cost_analysis()
+        cost = (cost[0] if isinstance(cost, list) else cost) or {}
+        xla = f"{cost['flops']:.4g}" if "flops" in cost else "none"
+        where = "train step (value_and_grad + optimizer.stateless_apply)" if train else "forward pass"
+        counter = (f"jaxpr dot_general FLOPs of the {where}, {loops} scan(s) times their length "
+                   f"(XLA cost_analysis: {xla} FLOPs, each while-loop body once)")
+        jitted = not getattr(model, "run_eagerly", False)
+        return StepCount(flops, counter, 1 if jitted else None,
+                         "one jitted call per step (Keras's JAX trainer)" if jitted else "not observed: run_eagerly")
+
     def _gpu_name(self) -> str | None:
         gpus = [d for d in jax.devices() if d.platform == "gpu"]
         return gpus[0].device_kind if gpus else None
@@ -147,3 +191,44 @@ def _backends_started() -> bool:
         return False
     started = getattr(xla_bridge, "backends_are_initialized", None)
     return bool(started()) if started is not None else False
+
+
+def jaxpr_matmul_flops(jaxpr: Any) -> tuple[float, int]:
+    """(FLOPs of every dot_general in ``jaxpr``, 2 per multiply-add; scans counted) with sub-jaxprs walked.
+
+    A scan's body counts ``length`` times; a cond counts its costliest branch; a while loop (whose trip
+    count a jaxpr does not know) raises, rather than be counted once.
+    """
+    total, scans = 0.0, 0
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        if name == "dot_general":
+            (lhs_contract, _), (lhs_batch, _) = eqn.params["dimension_numbers"]
+            lhs, rhs = (v.aval.shape for v in eqn.invars)
+            contract = int(np.prod([lhs[d] for d in lhs_contract]))
+            batch = int(np.prod([lhs[d] for d in lhs_batch]))
+            total += 2 * float(np.prod(lhs)) * float(np.prod(rhs)) / contract / batch
+            continue
+        if name == "while":
+            raise ValueError("a while loop in the step: its trip count is not in the jaxpr")
+        subs = [_jaxpr_of(v) for v in eqn.params.values()]
+        subs += [_jaxpr_of(b) for v in eqn.params.values() if isinstance(v, tuple | list) for b in v]
+        counted = [jaxpr_matmul_flops(sub) for sub in subs if sub is not None]
+        if not counted:
+            continue
+        if name == "cond":
+            total += max(flops for flops, _ in counted)
+            scans += max(n for _, n in counted)
+        else:
+            times = eqn.params["length"] if name == "scan" else 1
+            total += times * sum(flops for flops, _ in counted)
+            scans += sum(n for _, n in counted) + (name == "scan")
+    return total, scans
+
+
+def _jaxpr_of(value: Any) -> Any:
+    """The jaxpr inside a ClosedJaxpr or Jaxpr parameter, else None."""
+    inner = getattr(value, "jaxpr", None)
+    if inner is not None and hasattr(inner, "eqns"):
+        return inner
+    return value if hasattr(value, "eqns") else None

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf  # absolute import: the real TensorFlow, not this module
 
-from bench.backends.base import Adapter, describe_program
+from bench.backends.base import Adapter, StepCount, describe_program
 
 
 class TensorFlowAdapter(Adapter):
@@ -23,6 +23,15 @@ class TensorFlowAdapter(Adapter):
         "supports_flush_denormals": "it is a PyTorch switch; TensorFlow's CPU threads flush denormals already "
                                     "(each record's runtime.denormals shows what was observed)",
     }
+
+    def _count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
+        # TensorFlow's FLOP counter (tf.compat.v1.profiler's float_operation) walks the graph statically:
+        # it counts a while loop's body once, and Keras's TensorFlow LSTM runs as a while loop of maxlen steps.
+        graph = not getattr(model, "run_eagerly", False)
+        return StepCount(None, "no counter: TensorFlow's graph profiler counts a while-loop body once, and the "
+                         "LSTM is a while loop of maxlen steps", 1 if graph else None,
+                         "one tf.function call per step (Keras's train/predict function)" if graph
+                         else "not observed: run_eagerly")
 
     def _set_threads(self, threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

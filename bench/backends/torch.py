@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch  # absolute import: the real PyTorch, not this module
 
-from bench.backends.base import Adapter, describe_program
+from bench.backends.base import Adapter, StepCount, describe_program
 
 
 class TorchAdapter(Adapter):
@@ -87,6 +87,26 @@ class TorchAdapter(Adapter):
         if not (marks[0][2] or marks[1][2]):  # aten::lstm on neither fused kernel: ATen's own
             marks.append(("aten", "aten::lstm", ops["aten::lstm"], 1))
         return describe_program(marks, x.shape[1], "one forward pass (torch.profiler)")
+
+    def _count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
+        """torch's ``FlopCounterMode`` over one ``train_on_batch`` / ``predict_on_batch`` (what the timed step
+        calls), and the aten ops the host dispatched in it (torch.profiler: ops not called by another op)."""
+        import keras
+        from torch.profiler import ProfilerActivity, profile
+        from torch.utils.flop_counter import FlopCounterMode
+
+        inputs, labels = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+        run = (lambda: model.train_on_batch(inputs, labels)) if train else (lambda: model.predict_on_batch(inputs))
+        run()  # the first call builds what later calls reuse (optimizer slots, compiled functions)
+        with FlopCounterMode(display=False) as counter:
+            run()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+        dispatched = sum(1 for event in prof.events() if event.name.startswith("aten::")
+                         and not (event.cpu_parent is not None and event.cpu_parent.name.startswith("aten::")))
+        what = "train_on_batch (forward, backward, optimizer)" if train else "predict_on_batch"
+        return StepCount(float(counter.get_total_flops()), f"torch FlopCounterMode over one {what}", dispatched,
+                         f"aten ops dispatched one by one in one {what} (torch.profiler, nested ops not counted)")
 
     def _traced_on_meta(self, args: tuple, kwargs: dict) -> bool:
         # Keras's torch backend infers output shapes by running layers on the "meta" device.

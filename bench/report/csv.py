@@ -16,7 +16,8 @@ CSV_FIELDS = ["file", "name", "kind", "backend", "device", "device_name", "profi
               "ci_half_width", "stop_reason", "measure_s", "lstm_kernel_family", "lstm_kernel_check",
               "energy_j_per_step",
               "samples_per_joule", "energy_source", "layout", "replicas", "scaling", "simulated",
-              "slowest_replica_ms", "scaling_efficiency", "max_weight_diff_vs_one_device"]
+              "slowest_replica_ms", "scaling_efficiency", "max_weight_diff_vs_one_device", "flops", "bytes",
+              "counted_vs_analytic", "achieved_gflops", "binding_bound", "share_of_bound"]
 
 
 def render(report: Report) -> str:

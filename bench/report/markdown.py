@@ -10,7 +10,8 @@ from bench.tables import MISSING, fmt, fmt_ms, speed_text, table
 HEADERS = ("Backend", "Keras", "Device", "Train ms/step", "Train IQR ms", "Predict ms/batch", "Train samples/s",
            "First step s", "val_accuracy by epoch", "Time to acc. s", "Speed vs fastest", "LSTM kernel", "jit",
            "Harness/plain", "Keras/native train", "Keras/native predict", "Processes",
-           "Train p50/p90/p99 ms", "Predict p50/p90/p99 ms", "Serve batch-1 p50/p90/p99 ms", "Train J/step")
+           "Train p50/p90/p99 ms", "Predict p50/p90/p99 ms", "Serve batch-1 p50/p90/p99 ms", "Train J/step",
+           "Train GFLOP/s (share of bound)", "Predict GFLOP/s (share of bound)")
 
 DP_HEADERS = ("Backend", "Device", "Engine", "Layout", "Scaling", "N", "Batch per replica / global",
               "Slowest replica ms/step", "Global samples/s", "1-device samples/s", "Efficiency",
@@ -54,6 +55,10 @@ def _notes(group: Group) -> str:
     sources = sorted({s.data_source for s in lines if s.data_source})
     if sources:
         notes.append(f"Accuracy data: {'; '.join(sources)}.")
+    if any(s.train_gflops is not None or s.predict_gflops is not None for s in lines):
+        notes.append("GFLOP/s: analytic FLOPs per step (bench/work.py) over the median. Share of bound: the tightest "
+                     "of the compute, recurrence, memory and dispatch bounds (from this machine's ceilings, measured "
+                     "by the backend after the timed rounds) over the median.")
     differing = group.package_differences()
     if differing:
         notes.append(f"Package sets differ between lines: {'; '.join(differing)}.")
@@ -79,7 +84,15 @@ def cells(s: Line) -> list[str]:
             fmt(s.harness_vs_plain, ".3f"), native_text(s.keras_vs_native_train, s),
             native_text(s.keras_vs_native_predict, s), processes_text(s), tail_text(s.train_percentiles_ms),
             tail_text(s.predict_percentiles_ms), tail_text(s.serve_percentiles_ms, s.serve_queries),
-            energy_text(s)]
+            energy_text(s), roofline_text(s.train_gflops, s.train_share, s.train_binding),
+            roofline_text(s.predict_gflops, s.predict_share, s.predict_binding)]
+
+
+def roofline_text(gflops: float | None, share: float | None, binding: str | None) -> str:
+    """'63.1 (0.42 of the compute bound)': achieved GFLOP/s and the share of the tightest bound reached."""
+    if gflops is None:
+        return MISSING
+    return f"{gflops:.1f} ({share:.2f} of the {binding} bound)"
 
 
 def energy_text(s: Line) -> str:

@@ -72,6 +72,17 @@ class Line:
     predict_percentiles_ms: tuple | None = None
     serve_percentiles_ms: tuple | None = None  # batch-1 serving (test_serve_batch1)
     serve_queries: int | None = None  # per process
+    # Against the machine (StepMetrics.roofline): achieved GFLOP/s at the median, the tightest bound's name and
+    # the share of it reached (bound / median); None where the records predate it.
+    train_gflops: float | None = None
+    train_share: float | None = None
+    train_binding: str | None = None
+    predict_gflops: float | None = None
+    predict_share: float | None = None
+    predict_binding: str | None = None
+    train_intensity: float | None = None  # FLOPs per byte that must move
+    predict_intensity: float | None = None
+    roof: dict | None = None  # this backend's measured ceilings (bench.ceilings.Ceilings), for the roofline plot
 
     @property
     def key(self) -> LineKey:
@@ -283,6 +294,15 @@ def _line(members: Sequence[Result]) -> Line:
     if serve_all:
         line.serve_percentiles_ms = serve_all.percentiles_ms
         line.serve_queries = by_kind["serve_batch1"][0].stats.rounds
+    for kind, newest_of_kind, all_of_kind in (("train", train, train_all), ("predict", predict, predict_all)):
+        roof = newest_of_kind and newest_of_kind.step.roofline
+        if roof and all_of_kind and all_of_kind.median_ms:
+            median_s = all_of_kind.median_ms / 1e3
+            setattr(line, f"{kind}_gflops", roof.flops / median_s / 1e9)
+            setattr(line, f"{kind}_share", roof.bounds_s[roof.binding] / median_s)
+            setattr(line, f"{kind}_binding", roof.binding)
+            setattr(line, f"{kind}_intensity", roof.intensity)
+            line.roof = roof.ceilings
     line.processes = max((a.processes for a in (train_all, predict_all, serve_all) if a), default=1)
     line.keras_vs_native_train = _ratio(train_all, summary.get("native_train_step"))
     line.keras_vs_native_predict = _ratio(predict_all, summary.get("native_predict_step"))
@@ -399,4 +419,9 @@ def flat(r: Result) -> dict:
             else None,
             "scaling_efficiency": scaled and scaled.efficiency,
             "max_weight_diff_vs_one_device": equivalence and equivalence.max_weight_diff_vs_one_device}
+    roof = step and step.roofline
+    row |= {"flops": roof and roof.flops, "bytes": roof and roof.bytes,
+            "counted_vs_analytic": roof and roof.counted_vs_analytic,
+            "achieved_gflops": roof and roof.achieved_flops_per_s / 1e9, "binding_bound": roof and roof.binding,
+            "share_of_bound": roof and roof.share}
     return row

@@ -1,0 +1,137 @@
+"""What this machine can do, measured by the backend itself: the ceilings the bounds are drawn against.
+
+Four small programs, run through ``keras.ops`` on the backend's device, dtype float32 and the run's
+threads, after the timed rounds (never inside them):
+
+- a large GEMM (a practical compute peak, FLOP/s);
+- the LSTM's recurrent GEMM, (batch, units) @ (units, 4 units): the product no kernel can hoist out of
+  the timestep loop, timed back to back (its latency at this shape, the dispatch floor taken off);
+- a STREAM-like triad, a = b + s * c, counted as STREAM counts it (three arrays, bytes/s);
+- the round trip of one tiny op (the dispatch floor, seconds per op).
+
+Each is the median of several timed repeats, each ending in a device sync. They are cached per machine,
+backend, device and threads (``bench.fingerprint.machine_key``), so a run pays for them once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import backends
+from bench.data import default_cache_dir
+
+CACHE_VERSION = 1
+GEMM_N = {"cpu": 1024, "gpu": 8192}
+TRIAD_N = {"cpu": 2**23, "gpu": 2**27}
+CELL_CALLS = 200  # back-to-back recurrent GEMMs per timed repeat
+DISPATCH_CALLS = 1000
+REPEATS = 7
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """Measured ceilings of one backend on one device (see the module docstring)."""
+
+    gemm_flops_per_s: float
+    gemm_n: int
+    cell_gemm_s: float  # per recurrent GEMM at (batch, units) @ (units, 4 units), dispatch floor taken off
+    cell_shape: tuple
+    triad_bytes_per_s: float
+    triad_n: int
+    dispatch_s: float  # per tiny op
+    measure_s: float  # what measuring them cost, wall clock
+    how: str = "keras.ops on the backend's device, float32, median of repeats, each ending in a device sync"
+    spec_flops_per_s: float | None = None  # a GPU's spec-sheet peak, where known: a spec value, not measured
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(batch_size: int, units: int, *, repeats: int = REPEATS, scale: float = 1.0) -> Ceilings:
+    """Measure the ceilings now on the configured backend; ``scale`` < 1 shrinks the programs (tests)."""
+    import keras
+
+    adapter = backends.current()
+    kind = adapter.device.kind
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    n = max(64, int(GEMM_N[kind] * scale))
+    a, b = (adapter.to_device(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
+    gemm_s = _median_time(lambda: keras.ops.matmul(a, b), repeats, adapter)
+
+    one = adapter.to_device(np.ones((1,), np.float32))
+
+    def tiny_ops() -> Any:
+        out = one
+        for _ in range(DISPATCH_CALLS):
+            out = keras.ops.add(out, one)
+        return out
+
+    dispatch_s = _median_time(tiny_ops, repeats, adapter) / DISPATCH_CALLS
+
+    h = adapter.to_device(rng.standard_normal((batch_size, units), dtype=np.float32))
+    u = adapter.to_device(rng.standard_normal((units, 4 * units), dtype=np.float32))
+
+    def cells() -> Any:
+        out = None
+        for _ in range(CELL_CALLS):
+            out = keras.ops.matmul(h, u)
+        return out
+
+    cell_s = max(_median_time(cells, repeats, adapter) / CELL_CALLS - dispatch_s, 0.0)
+
+    m = max(1024, int(TRIAD_N[kind] * scale))
+    x, y = (adapter.to_device(rng.standard_normal(m, dtype=np.float32)) for _ in range(2))
+    triad_s = _median_time(lambda: keras.ops.add(x, keras.ops.multiply(y, 3.0)), repeats, adapter)
+    return Ceilings(gemm_flops_per_s=2 * n**3 / gemm_s, gemm_n=n, cell_gemm_s=cell_s,
+                    cell_shape=(batch_size, units, 4 * units), triad_bytes_per_s=3 * 4 * m / triad_s, triad_n=m,
+                    dispatch_s=dispatch_s, measure_s=time.perf_counter() - started,
+                    spec_flops_per_s=spec_peak(adapter.device.name) if kind == "gpu" else None)
+
+
+def _median_time(run: Callable[[], Any], repeats: int, adapter: backends.Adapter) -> float:
+    adapter.sync(run())  # the first call compiles or warms what later calls reuse
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        adapter.sync(run())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# Dense float32 (non-tensor-core) peaks from the vendors' spec sheets, FLOP/s: labelled spec, never measured.
+SPEC_FP32_FLOPS = {"H200": 67e12, "H100": 67e12, "A100": 19.5e12, "L4": 30.3e12, "T4": 8.1e12}
+
+
+def spec_peak(device_name: str) -> float | None:
+    """The spec-sheet float32 peak of a known GPU (by name), else None."""
+    for model, peak in SPEC_FP32_FLOPS.items():
+        if model in device_name:
+            return peak
+    return None
+
+
+def cached(key: str, batch_size: int, units: int, cache_dir: Path | None = None) -> Ceilings:
+    """The ceilings for ``key`` (machine, backend, device, threads) and this recurrent shape: from the cache
+    when measured before, else measured now and stored. A cache file that cannot be read is measured again."""
+    path = (cache_dir or default_cache_dir()) / "ceilings" / f"v{CACHE_VERSION}-{key}-b{batch_size}-u{units}.json"
+    try:
+        data = json.loads(path.read_text())
+        return Ceilings(**{**data, "cell_shape": tuple(data["cell_shape"])})
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    ceilings = measure(batch_size, units)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two processes measuring at once each write their own
+    tmp.write_text(json.dumps(ceilings.as_dict()))
+    tmp.replace(path)
+    return ceilings
