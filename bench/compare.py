@@ -425,6 +425,9 @@ def _note(b: Result, c: Result) -> str:
                   if bf.get(k) != cf.get(k)]
     elif bf or cf:
         notes.append(f"no machine fingerprint in the {'baseline' if cf else 'current'} files: machines not checked")
+    b_roof, c_roof = (r.step.roofline if r.step else None for r in (b, c))
+    if b_roof and c_roof:  # a faster machine is not a faster program: the share of the bound says which moved
+        notes.append(f"share of bound {b_roof.share:.2f} ({b_roof.binding}) → {c_roof.share:.2f} ({c_roof.binding})")
     if not c.run.finished:
         notes.append("current run incomplete")
     if not b.run.finished:

@@ -21,6 +21,7 @@ from bench.results import (
     PackageSet,
     Record,
     ReplicaLayout,
+    Roofline,
     RunInfo,
     Scaling,
     StepMetrics,
@@ -55,12 +56,13 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
                 device_name: str = "Test CPU", kinds: tuple[str, ...] = KINDS, rounds: int = 30,
                 target_accuracy: float = 0.70, data: dict | None = None, run_id: str = "", repeat_index: int = 0,
                 fingerprint: dict | None = None, packages: list[str] | None = None,
-                environment: str = "project venv") -> dict:
+                environment: str = "project venv", roofline: bool = False) -> dict:
     """One run's result document; ``train``/``predict``/``epoch`` are (median, IQR) in seconds.
 
     ``data`` maps a kind to its round times (seconds), which then make its statistics; ``run_id`` and
     ``repeat_index`` make the file one process of a repeated run; ``fingerprint`` is the machine's;
-    ``packages`` ("name==version", ...) the process's package set, made as ``environment`` says.
+    ``packages`` ("name==version", ...) the process's package set, made as ``environment`` says;
+    ``roofline`` gives each step record one (``roofline_of``: 5 GFLOP per step, a 10 ms compute bound).
     """
     label = f"{backend}-{device}"
     settings = {"profile": profile, "variant": "default", "dataset_requested": dataset, "device_requested": "auto",
@@ -89,7 +91,8 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
             stats = _stats(median, iqr, rounds, (data or {}).get(kind))
             median = stats["median"]
             metrics = StepMetrics(staged_batches=8, first_step_s=1.5, samples_per_s=batch_size / median,
-                                  plain_loop_median_s=median, harness_vs_plain=1.0)
+                                  plain_loop_median_s=median, harness_vs_plain=1.0,
+                                  roofline=roofline_of(median) if roofline else None)
         benchmarks.append({
             "group": None, "name": f"test_{kind}[{label}]",
             "fullname": f"bench/test_{kind}.py::test_{kind}[{label}]", "params": {"target": label},
@@ -108,6 +111,17 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
         "version": "5.3.1",
         "kerasbench": dataclasses.asdict(run),
     }
+
+
+def roofline_of(median_s: float) -> Roofline:
+    """A step's roofline record: 5 GFLOP and 0.5 GB per step against 500 GFLOP/s and 100 GB/s ceilings."""
+    bounds = {"compute": 0.010, "recurrence": 0.004, "memory": 0.005, "dispatch": 1e-4}
+    return Roofline(flops=5e9, matmul_flops=4.9e9, bytes=5e8, intensity=10.0, counted_matmul_flops=4.9e9,
+                    counter="test counter", counted_vs_analytic=1.0, dispatches=1, dispatch_how="one call",
+                    achieved_flops_per_s=5e9 / median_s,
+                    ceilings={"gemm_flops_per_s": 5e11, "triad_bytes_per_s": 1e11, "cell_gemm_s": 1e-5,
+                              "dispatch_s": 1e-4},
+                    bounds_s=bounds, binding="compute", share=0.010 / median_s)
 
 
 def write_result(folder: Path, document: dict, name: str | None = None) -> Path:

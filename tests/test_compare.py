@@ -523,3 +523,13 @@ def test_compare_never_pairs_simulated_with_real_devices(tmp_path):
     same = write_result(tmp_path, layout_document("dp2", 0.8, simulated=True, train=(0.5, 0.004)), "same.json")
     [change] = cmp.compare([base], [same])[0]  # like with like is still compared
     assert change.verdict != cmp.SIMULATED_VERDICT and change.change == pytest.approx(400)
+
+
+def test_a_change_in_time_shows_the_change_in_the_share_of_the_bound_beside_it(tmp_path):
+    for side, median in (("base", 0.100), ("cur", 0.050)):
+        (tmp_path / side).mkdir()
+        write_result(tmp_path / side, make_result("jax", kinds=("train_step",), train=(median, 0.002),
+                                                  roofline=True))
+    changes, _ = cmp.compare([tmp_path / "base"], [tmp_path / "cur"])
+    (change,) = changes
+    assert "share of bound 0.10 (compute) → 0.20 (compute)" in change.note

@@ -75,3 +75,14 @@ def test_each_backend_keeps_its_colour_and_place_across_panels(tmp_path, figures
         for ax in figures[name].axes:
             assert [(line.get_label(), to_hex(line.get_color())) for line in ax.get_lines()] == [
                 ("jax", colour["jax"]), ("torch", colour["torch"])]
+
+
+def test_a_roofline_is_drawn_where_the_records_have_one(tmp_path):
+    write_result(tmp_path, make_result("jax", kinds=("train_step", "predict_step"), roofline=True))
+    write_result(tmp_path, make_result("torch", kinds=("train_step",), train=(0.5, 0.01), roofline=True))
+    written = plots.plot(load_rows(tmp_path), tmp_path / "plots")
+    assert sorted(p.name.split("_")[0] for p in written) == ["latency", "roofline"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    write_result(plain, make_result("jax", kinds=("train_step",)))
+    assert [p.name.split("_")[0] for p in plots.plot(load_rows(plain), tmp_path / "none")] == ["latency"]

@@ -387,3 +387,18 @@ def test_report_shows_scaling_apart_and_labels_simulated_devices(tmp_path):
     assert efficiency == ["", "0.5", "0.8"]
     written = plots.plot(found, tmp_path / "plots")
     assert tmp_path / "plots" / "data_parallel_efficiency.png" in written
+
+
+def test_achieved_gflops_and_the_share_of_the_bound_come_from_the_median(tmp_path):
+    write_result(tmp_path, make_result("jax", kinds=("train_step", "predict_step"), train=(0.100, 0.004),
+                                       predict=(0.020, 0.001), roofline=True))
+    (line,) = report.build(results.results_of(results.load([tmp_path])[0])).groups[0].lines
+    assert line.train_gflops == pytest.approx(5e9 / 0.100 / 1e9, rel=0.01)  # 5 GFLOP in the median's 100 ms
+    assert line.train_share == pytest.approx(0.010 / 0.100, rel=0.01) and line.train_binding == "compute"
+    assert line.predict_gflops == pytest.approx(250, rel=0.01) and line.predict_intensity == 10.0
+    md = report.text(report.build(results.results_of(results.load([tmp_path])[0])), "md")
+    assert "50.0 (0.10 of the compute bound)" in md and "250.0 (0.50 of the compute bound)" in md
+    rows = list(csv.DictReader(io.StringIO(report.text(report.build(results.results_of(
+        results.load([tmp_path])[0])), "csv"))))
+    assert {row["binding_bound"] for row in rows} == {"compute"}
+    assert float(rows[0]["achieved_gflops"]) == pytest.approx(50, rel=0.01)
