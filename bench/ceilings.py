@@ -1,13 +1,14 @@
 """What this machine can do, measured by the backend itself: the ceilings the bounds are drawn against.
 
-Four small programs, run through ``keras.ops`` on the backend's device, dtype float32 and the run's
+Four small programs, run with the backend's own ops (``Adapter.own_op``) on its device, dtype float32 and the run's
 threads, after the timed rounds (never inside them):
 
 - a large GEMM (a practical compute peak, FLOP/s);
 - the LSTM's recurrent GEMM, (batch, units) @ (units, 4 units): the product no kernel can hoist out of
-  the timestep loop, timed back to back (its latency at this shape, the dispatch floor taken off);
+  the timestep loop, as a chain of dependent products compiled the way the backend runs a step (its
+  latency at this shape);
 - a STREAM-like triad, a = b + s * c, counted as STREAM counts it (three arrays, bytes/s);
-- the round trip of one tiny op (the dispatch floor, seconds per op).
+- the round trip of one tiny op, the backend's own add called eagerly (the dispatch floor, seconds per op).
 
 Each is the median of several timed repeats, each ending in a device sync. They are cached per machine,
 backend, device and threads (``bench.fingerprint.machine_key``), so a run pays for them once.
@@ -29,7 +30,7 @@ import numpy as np
 from bench import backends
 from bench.data import default_cache_dir
 
-CACHE_VERSION = 1
+CACHE_VERSION = 3  # bumped when what is measured changes
 GEMM_N = {"cpu": 1024, "gpu": 8192}
 TRIAD_N = {"cpu": 2**23, "gpu": 2**27}
 CELL_CALLS = 200  # back-to-back recurrent GEMMs per timed repeat
@@ -43,13 +44,13 @@ class Ceilings:
 
     gemm_flops_per_s: float
     gemm_n: int
-    cell_gemm_s: float  # per recurrent GEMM at (batch, units) @ (units, 4 units), dispatch floor taken off
+    cell_gemm_s: float  # per dependent recurrent GEMM at (batch, units) @ (units, 4 units), in a compiled chain
     cell_shape: tuple
     triad_bytes_per_s: float
     triad_n: int
     dispatch_s: float  # per tiny op
     measure_s: float  # what measuring them cost, wall clock
-    how: str = "keras.ops on the backend's device, float32, median of repeats, each ending in a device sync"
+    how: str = "the backend's own ops on its device, float32, median of repeats, each ending in a device sync"
     spec_flops_per_s: float | None = None  # a GPU's spec-sheet peak, where known: a spec value, not measured
 
     def as_dict(self) -> dict:
@@ -66,32 +67,34 @@ def measure(batch_size: int, units: int, *, repeats: int = REPEATS, scale: float
     rng = np.random.default_rng(0)
     n = max(64, int(GEMM_N[kind] * scale))
     a, b = (adapter.to_device(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
-    gemm_s = _median_time(lambda: keras.ops.matmul(a, b), repeats, adapter)
+    add, multiply, matmul = (adapter.own_op(name) for name in ("add", "multiply", "matmul"))
+    gemm_s = _median_time(lambda: matmul(a, b), repeats, adapter)
 
     one = adapter.to_device(np.ones((1,), np.float32))
 
     def tiny_ops() -> Any:
         out = one
         for _ in range(DISPATCH_CALLS):
-            out = keras.ops.add(out, one)
+            out = add(out, one)
         return out
 
     dispatch_s = _median_time(tiny_ops, repeats, adapter) / DISPATCH_CALLS
 
-    h = adapter.to_device(rng.standard_normal((batch_size, units), dtype=np.float32))
-    u = adapter.to_device(rng.standard_normal((units, 4 * units), dtype=np.float32))
+    # The recurrence: CELL_CALLS dependent products h <- (h @ U)[:, :units], compiled as the backend runs a
+    # step (jit, tf.function; op by op on torch, where the two ops' dispatch floor is taken off).
+    h0 = adapter.to_device(rng.standard_normal((batch_size, units), dtype=np.float32) * 0.01)
+    u = adapter.to_device(rng.standard_normal((units, 4 * units), dtype=np.float32) * 0.01)
 
-    def cells() -> Any:
-        out = None
-        for _ in range(CELL_CALLS):
-            out = keras.ops.matmul(h, u)
-        return out
+    def chain(h: Any, u: Any) -> Any:
+        return keras.ops.fori_loop(0, CELL_CALLS, lambda _, h: matmul(h, u)[:, :units], h)
 
-    cell_s = max(_median_time(cells, repeats, adapter) / CELL_CALLS - dispatch_s, 0.0)
+    chained = adapter.compiled(chain)
+    per_step = _median_time(lambda: chained(h0, u), repeats, adapter) / CELL_CALLS
+    cell_s = max(per_step - (2 * dispatch_s if adapter.dispatches_per_op() else 0.0), 0.0)  # matmul, slice
 
     m = max(1024, int(TRIAD_N[kind] * scale))
     x, y = (adapter.to_device(rng.standard_normal(m, dtype=np.float32)) for _ in range(2))
-    triad_s = _median_time(lambda: keras.ops.add(x, keras.ops.multiply(y, 3.0)), repeats, adapter)
+    triad_s = _median_time(lambda: add(x, multiply(y, 3.0)), repeats, adapter)
     return Ceilings(gemm_flops_per_s=2 * n**3 / gemm_s, gemm_n=n, cell_gemm_s=cell_s,
                     cell_shape=(batch_size, units, 4 * units), triad_bytes_per_s=3 * 4 * m / triad_s, triad_n=m,
                     dispatch_s=dispatch_s, measure_s=time.perf_counter() - started,

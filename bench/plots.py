@@ -54,6 +54,9 @@ def plot(report: Report | Sequence[Result], out_dir: str | os.PathLike) -> list[
     if efficiency is not None:
         written.append(_save(plt, efficiency, out / "data_parallel_efficiency.png"))
     for group in report.groups:
+        breakdown = _breakdown(plt, group)
+        if breakdown is not None:
+            written.append(_save(plt, breakdown, out / f"breakdown_{group.key.slug}.png"))
         roofline = _roofline(plt, group)
         if roofline is not None:
             written.append(_save(plt, roofline, out / f"roofline_{group.key.slug}.png"))
@@ -109,6 +112,49 @@ def _latency(plt: Any, group: Group) -> Any:
         ax.set_ylabel(f"median {unit}, whiskers: " + ("95% CI over processes" if several else "IQR"))
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(group.key.label, fontsize=10)
+    return fig
+
+
+PHASE_COLOURS = {"forward": "#4C78A8", "backward": "#F58518", "optimizer": "#54A24B", "overhead": "#BAB0AC"}
+
+
+def _breakdown(plt: Any, group: Group) -> Any:
+    """Stacked bars of each train step's phases (Keras and native per backend), and of its op families where
+    profiled; None without --explain records."""
+    bars = [(f"{_line_label(s, group)}\n{step}", p) for s in sorted(group.lines, key=_line_order)
+            for step, p in (("Keras", s.train_phases), ("native", s.native_train_phases)) if p]
+    if not bars:
+        return None
+    profiled = [(label, p["families"]) for label, p in bars if p["families"]]
+    fig, axes = plt.subplots(1, 2 if profiled else 1, figsize=(11 if profiled else 6, 4.5), squeeze=False)
+    ax = axes[0][0]
+    for i, (_, p) in enumerate(bars):
+        bottom = 0.0
+        for phase, colour in PHASE_COLOURS.items():
+            value = max(p[phase], 0.0)  # a negative overhead (the step did less than the lean variant) shows as 0
+            ax.bar(i, value, bottom=bottom, color=colour, label=phase if i == 0 else None)
+            bottom += value
+        ax.scatter([i], [p["median"]], color="black", marker="_", s=300, zorder=3,
+                   label="benchmark median" if i == 0 else None)
+    ax.set_xticks(range(len(bars)), [label for label, _ in bars], fontsize=7)
+    ax.set_ylabel("ms per train step")
+    ax.set_title(f"Phases: {group.key.label}", fontsize=9)
+    ax.legend(fontsize=7)
+    if profiled:
+        ax = axes[0][1]
+        families = sorted({k for _, f in profiled for k in f})
+        colours = dict(zip(families, (*OTHER_COLOURS, *BACKEND_COLOURS.values()), strict=False))
+        for i, (_, f) in enumerate(profiled):
+            bottom = 0.0
+            for family in families:
+                ax.bar(i, f.get(family, 0.0), bottom=bottom, color=colours.get(family, "#999999"),
+                       label=family if i == 0 else None)
+                bottom += f.get(family, 0.0)
+        ax.set_xticks(range(len(profiled)), [label for label, _ in profiled], fontsize=7)
+        ax.set_ylabel("ms per train step (profiler)")
+        ax.set_title("Operation families (host self time)", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
     return fig
 
 

@@ -243,6 +243,24 @@ class Roofline:
 
 
 @dataclass(frozen=True)
+class Phases:
+    """A train step split into phases by timing variants that stop after each (bench/phases.py), seconds."""
+
+    forward_s: float
+    backward_s: float
+    optimizer_s: float
+    overhead_s: float  # the full step minus its lean variant: framework, metrics, dispatch (may be negative)
+    step_s: float  # the step timed beside the variants: the phases add up to it
+    measured_median_s: float  # the benchmark's own median
+    tolerance: float
+    adds_up: bool  # step_s within tolerance of measured_median_s
+    rounds: int
+    op_families_s: dict | None  # seconds per step by operation family, from the backend's profiler
+    profiler: str  # what profiled, or "not profiled: <why>"
+    measure_s: float  # what explaining cost, wall clock
+
+
+@dataclass(frozen=True)
 class StepMetrics:
     """A step benchmark (train, predict, or their native references): one timed round is one step."""
 
@@ -261,6 +279,7 @@ class StepMetrics:
     scaling: Scaling | None = None  # data-parallel layouts only
     equivalence: Equivalence | None = None  # data-parallel layouts only
     roofline: Roofline | None = None  # None in files that predate it, and in data-parallel layouts
+    phases: Phases | None = None  # --explain yes, train steps only
 
 
 @dataclass(frozen=True)

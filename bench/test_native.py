@@ -8,7 +8,7 @@ import dataclasses
 
 import pytest
 
-from bench import native, timing
+from bench import native, phases, timing
 
 pytestmark = pytest.mark.skipif(not native.is_supported(), reason=str(native.why_unsupported()))
 
@@ -27,6 +27,12 @@ def test_native_train_step(benchmark, target, shape, model, imdb, settings, reco
     metrics = timing.bench_step(benchmark, lambda batches: native.native_train_step(model, batches), imdb.x_train,
                                 imdb.y_train, shape, rounds=p.train_rounds, warmup_rounds=p.warmup_rounds,
                                 staged_batches=p.staged_batches, adaptive=settings.adaptive)
+    if settings.explain:  # after the timed rounds: where the native step's time goes
+        reference = native.build_native(model)
+        metrics = dataclasses.replace(metrics, phases=phases.explain(
+            lambda batches: timing.train_step(reference, [reference.stage(x, y) for x, y in batches]),
+            lambda x, y: reference.phase_steps(x, y), imdb.x_train, imdb.y_train, shape,
+            rounds=p.train_rounds, measured_median_s=benchmark.stats.stats.median))
     record_native(record, benchmark, "native_train_step", metrics, model, shape)
 
 

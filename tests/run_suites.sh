@@ -16,17 +16,17 @@ trap 'rm -rf "$WORK"' EXIT
 # processes, and the rest (any new file joins the rest).
 SLOW_ONCE=(tests/test_engine.py tests/test_model_same_start.py tests/test_model_cross_backend.py
            tests/test_progress_overhead.py tests/test_session.py tests/test_runner.py tests/test_parity.py
-           tests/test_environments.py)
+           tests/test_environments.py tests/test_explain.py)
 
 suite() {
     local name=$1 log rc start
     log=$(mktemp -p "$WORK")
     start=$(date +%s)
     case $name in
-        once-processes) KERAS_BACKEND=jax "$PY" -m pytest -q -m "not per_backend" "${SLOW_ONCE[@]}" >"$log" 2>&1 ;;
-        once-rest) KERAS_BACKEND=jax "$PY" -m pytest tests -q -m "not per_backend" \
+        once-processes) KERAS_BACKEND=jax "$PY" -m pytest -q --durations=6 -m "not per_backend" "${SLOW_ONCE[@]}" >"$log" 2>&1 ;;
+        once-rest) KERAS_BACKEND=jax "$PY" -m pytest tests -q --durations=6 -m "not per_backend" \
                        "${SLOW_ONCE[@]/#/--ignore=}" >"$log" 2>&1 ;;
-        *) KERAS_BACKEND=$name "$PY" -m pytest tests -q -m per_backend >"$log" 2>&1 ;;
+        *) KERAS_BACKEND=$name "$PY" -m pytest tests -q --durations=6 -m per_backend >"$log" 2>&1 ;;
     esac
     rc=$?
     {

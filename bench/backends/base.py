@@ -80,6 +80,37 @@ def _part_family(part: str) -> str:
     return "unknown"
 
 
+OP_FAMILIES = ("matmul", "fused LSTM kernel", "element-wise", "gather/scatter", "copies and layout",
+              "loop and control", "other")
+_LAYOUT = {"copy", "to", "to_copy", "contiguous", "clone", "cat", "stack", "transpose", "permute", "view", "reshape",
+           "t", "expand", "slice", "select", "unbind", "split", "split_with_sizes", "flip", "empty", "empty_strided",
+           "zeros", "zeros_like", "ones", "ones_like", "fill", "zero", "squeeze", "unsqueeze", "as_strided", "detach",
+           "resize", "new_empty", "new_zeros", "lift_fresh", "alias", "narrow", "concatenate", "broadcast_in_dim"}
+_CONTROL = {"while", "scan", "cond", "item", "local_scalar_dense", "is_nonzero"}
+_ELEMENTWISE = ("add", "sub", "mul", "div", "sigmoid", "tanh", "exp", "log", "sqrt", "pow", "neg", "clamp", "clip",
+                "max", "min", "where", "abs", "mean", "sum", "lerp", "foreach", "reciprocal", "square", "relu",
+                "backward", "cross_entropy", "logical", "ge", "gt", "le", "lt", "eq", "ne", "sign", "erf")
+
+
+def family_of(op: str) -> str:
+    """The family of a profiler's op name ("aten::addmm" -> matmul), one vocabulary for every backend."""
+    name = op.split("::")[-1].lower().strip("_")
+    if name in {"mm", "addmm", "bmm", "matmul", "linear", "dot", "einsum", "addmv", "mv", "baddbmm"} or any(
+            m in name for m in ("gemm", "matmul", "dot_general", "convolution")):
+        return "matmul"
+    if "rnn" in name or "lstm" in name:
+        return "fused LSTM kernel"
+    if any(m in name for m in ("embedding", "index", "gather", "scatter")):
+        return "gather/scatter"
+    if name in _LAYOUT:
+        return "copies and layout"
+    if name in _CONTROL:
+        return "loop and control"
+    if any(m in name for m in _ELEMENTWISE):
+        return "element-wise"
+    return "other"
+
+
 def compare_kernels(spied: str, observed: str) -> str:
     """'agrees', 'MISMATCH: ...' or 'not checked: ...': the spy's label against the program's evidence."""
     if observed.startswith("not checked"):
@@ -316,8 +347,10 @@ class Adapter:
     def count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
         """Count one train (``train``) or predict step of ``model`` on the batch (x, y) with the backend's counter.
 
-        Runs outside any timed region, with the LSTM spy paused; a train step counted this way may
-        update the model (one more step after the timed ones). A failure is "not counted: <why>".
+        Runs outside any timed region, with the LSTM spy paused, on a model that has run the step before
+        (after the timed rounds): a first call would also count what building the model and optimizer
+        runs. A train step counted this way may update the model (one more step after the timed ones).
+        A failure is "not counted: <why>".
         """
         with self.lstm_spy_paused():
             try:
@@ -327,6 +360,33 @@ class Adapter:
 
     def _count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
         return StepCount(None, f"no counter: kerasbench has none for the {self.name} backend")
+
+    def compiled(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` compiled the way this backend runs Keras's steps (a jitted function, a tf.function), or ``fn``
+        itself where the backend runs op by op; for the ceilings (bench/ceilings.py)."""
+        return fn
+
+    def dispatches_per_op(self) -> bool:
+        """Whether ``compiled`` functions still dispatch each op from the host (eager backends)."""
+        return True
+
+    def own_op(self, name: str) -> Callable[[Any, Any], Any]:
+        """The backend's own ``add``, ``multiply`` or ``matmul``, without Keras's wrapping: the ceilings
+        (bench/ceilings.py) time the machine through the cheapest call there is."""
+        import keras
+
+        return getattr(keras.ops, name)
+
+    def phase_steps(self, model: Any, x: Any, y: Any) -> dict[str, Callable[[], Any]]:
+        """A train step of ``model`` on the staged batch (x, y) cut after each phase, as the backend runs it:
+        "forward" (the loss), "forward_backward" (and the gradients), "update" (and the optimizer's update).
+        Each call returns what the device must finish (``sync`` it); none changes the model's weights."""
+        raise NotImplementedError(f"the {self.name} adapter cannot split a train step")
+
+    def op_families(self, step: Callable[[], Any], calls: int) -> tuple[dict[str, float] | None, str]:
+        """Seconds per call of ``step`` by operation family (bench.phases.FAMILIES), from the backend's
+        profiler over ``calls`` calls, and what profiled them; (None, "not profiled: <why>") where it cannot."""
+        return None, f"not profiled: kerasbench reads no profiler of the {self.name} backend"
 
     def resolved_jit_compile(self, model: Any) -> bool | str:
         """What ``jit_compile="auto"`` became for this model (XLA for TF/JAX; torch.compile for torch)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import jax  # absolute import: the real JAX, not this module
@@ -105,41 +106,48 @@ class JaxAdapter(Adapter):
                  ("loop", "HLO while loop", len(re.findall(r"\swhile\(", hlo)), 1)]
         return describe_program(marks, x.shape[1], "the compiled HLO of one forward pass")
 
-    def _count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
-        """Matrix-product FLOPs of the step's jaxpr, scan bodies times their length.
-
-        The step is the model's forward pass (predict) or forward, gradient and optimizer update (train),
-        written with Keras's stateless APIs, as Keras's JAX trainer runs them. XLA's own
-        ``cost_analysis()`` of the compiled step is given beside it, but is not the count: it counts a
-        while loop's body once, and the LSTM runs as a while loop of maxlen steps.
-        """
+    def _stateless(self, model: Any, train: bool) -> tuple[dict, tuple]:
+        """The step written with Keras's stateless APIs, as Keras's JAX trainer runs it: pure functions
+        ("forward": the loss, "forward_backward": loss and gradients, "update": those and Adam's update; for
+        predict only "forward": the model's output) and their arguments but the batch."""
         import keras
 
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
-        if train:
-            optimizer = model.optimizer
-            if not optimizer.built:
-                optimizer.build(model.trainable_variables)
-            optimizer_values = [v.value for v in optimizer.variables]
+        if not train:
+            return {"forward": lambda tv, ntv, inputs: model.stateless_call(tv, ntv, inputs, training=False)[0]}, (
+                trainable, non_trainable)
+        optimizer = model.optimizer
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        optimizer_values = [v.value for v in optimizer.variables]
 
-            def step(tv, ntv, ov, inputs, labels):
-                def loss(tv):
-                    predictions, _ = model.stateless_call(tv, ntv, inputs, training=True)
-                    labels_ = keras.ops.reshape(labels, keras.ops.shape(predictions))
-                    return keras.ops.mean(keras.losses.binary_crossentropy(labels_, predictions))
+        def loss(tv, ntv, inputs, labels):
+            predictions, _ = model.stateless_call(tv, ntv, inputs, training=True)
+            labels = keras.ops.reshape(labels, keras.ops.shape(predictions))
+            return keras.ops.mean(keras.losses.binary_crossentropy(labels, predictions))
 
-                value, grads = jax.value_and_grad(loss)(tv)
-                return (value, *optimizer.stateless_apply(ov, grads, tv))
+        def forward_backward(tv, ntv, inputs, labels):
+            return jax.value_and_grad(loss)(tv, ntv, inputs, labels)
 
-            args: tuple = (trainable, non_trainable, optimizer_values, x, y)
-        else:
-            def step(tv, ntv, inputs):
-                return model.stateless_call(tv, ntv, inputs, training=False)[0]
+        def update(tv, ntv, ov, inputs, labels):
+            value, grads = forward_backward(tv, ntv, inputs, labels)
+            return (value, *optimizer.stateless_apply(ov, grads, tv))
 
-            args = (trainable, non_trainable, x)
+        return ({"forward": loss, "forward_backward": forward_backward, "update": update},
+                (trainable, non_trainable, optimizer_values))
+
+    def _count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
+        """Matrix-product FLOPs of the step's jaxpr, scan bodies times their length (``_stateless``).
+
+        XLA's own ``cost_analysis()`` of the lowered step is given beside it, but is not the count: it
+        counts a while loop's body once, and the LSTM runs as a while loop of maxlen steps.
+        """
+        functions, state = self._stateless(model, train)
+        step = functions["update" if train else "forward"]
+        args = (*state, x, y) if train else (*state, x)
         flops, loops = jaxpr_matmul_flops(jax.make_jaxpr(step)(*args).jaxpr)
-        cost = jax.jit(step).lower(*args).compile().cost_analysis()
+        cost = jax.jit(step).lower(*args).cost_analysis()
         cost = (cost[0] if isinstance(cost, list) else cost) or {}
         xla = f"{cost['flops']:.4g}" if "flops" in cost else "none"
         where = "train step (value_and_grad + optimizer.stateless_apply)" if train else "forward pass"
@@ -148,6 +156,21 @@ class JaxAdapter(Adapter):
         jitted = not getattr(model, "run_eagerly", False)
         return StepCount(flops, counter, 1 if jitted else None,
                          "one jitted call per step (Keras's JAX trainer)" if jitted else "not observed: run_eagerly")
+
+    def compiled(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return jax.jit(fn)
+
+    def dispatches_per_op(self) -> bool:
+        return False
+
+    def own_op(self, name: str) -> Callable[[Any, Any], Any]:
+        return getattr(jax.numpy, name)
+
+    def phase_steps(self, model: Any, x: Any, y: Any) -> dict[str, Callable[[], Any]]:
+        functions, (tv, ntv, ov) = self._stateless(model, train=True)
+        forward, forward_backward, update = (jax.jit(functions[k]) for k in ("forward", "forward_backward", "update"))
+        return {"forward": lambda: forward(tv, ntv, x, y), "forward_backward": lambda: forward_backward(tv, ntv, x, y),
+                "update": lambda: update(tv, ntv, ov, x, y)}
 
     def _gpu_name(self) -> str | None:
         gpus = [d for d in jax.devices() if d.platform == "gpu"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,6 +33,47 @@ class TensorFlowAdapter(Adapter):
                          "LSTM is a while loop of maxlen steps", 1 if graph else None,
                          "one tf.function call per step (Keras's train/predict function)" if graph
                          else "not observed: run_eagerly")
+
+    def compiled(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        return tf.function(fn)
+
+    def dispatches_per_op(self) -> bool:
+        return False
+
+    def own_op(self, name: str) -> Callable[[Any, Any], Any]:
+        return getattr(tf, name)
+
+    def phase_steps(self, model: Any, x: Any, y: Any) -> dict[str, Callable[[], Any]]:
+        """What Keras's TensorFlow trainer runs in its tf.function (forward, ``GradientTape``, ``optimizer.apply``),
+        cut after each phase, compiled as Keras compiled it (``model.jit_compile``); "update" applies to copies."""
+        import keras
+
+        loss_fn = keras.losses.BinaryCrossentropy()
+        labels = tf.reshape(y, (-1, 1))
+        jit = bool(getattr(model, "jit_compile", False))
+
+        @tf.function(jit_compile=jit)
+        def forward() -> Any:
+            return loss_fn(labels, model(x, training=True))
+
+        @tf.function(jit_compile=jit)
+        def forward_backward() -> Any:
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, model(x, training=True))
+            return tape.gradient(loss, model.trainable_variables)
+
+        scratch = keras.optimizers.Adam.from_config(model.optimizer.get_config())
+        copies = [keras.Variable(tf.identity(v.value)) for v in model.trainable_variables]
+        scratch.build(copies)
+
+        @tf.function(jit_compile=jit)
+        def update() -> Any:
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, model(x, training=True))
+            scratch.apply(tape.gradient(loss, model.trainable_variables), copies)
+            return loss
+
+        return {"forward": forward, "forward_backward": forward_backward, "update": update}
 
     def _set_threads(self, threads: int) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

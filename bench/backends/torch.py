@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import collections
 import importlib
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 import torch  # absolute import: the real PyTorch, not this module
 
-from bench.backends.base import Adapter, StepCount, describe_program
+from bench.backends.base import Adapter, StepCount, describe_program, family_of
 
 
 class TorchAdapter(Adapter):
@@ -97,16 +98,60 @@ class TorchAdapter(Adapter):
 
         inputs, labels = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
         run = (lambda: model.train_on_batch(inputs, labels)) if train else (lambda: model.predict_on_batch(inputs))
-        run()  # the first call builds what later calls reuse (optimizer slots, compiled functions)
-        with FlopCounterMode(display=False) as counter:
-            run()
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            run()
+        with FlopCounterMode(display=False) as counter, profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()  # one call under both: the counter sees the FLOPs, the profiler the ops dispatched
         dispatched = sum(1 for event in prof.events() if event.name.startswith("aten::")
                          and not (event.cpu_parent is not None and event.cpu_parent.name.startswith("aten::")))
         what = "train_on_batch (forward, backward, optimizer)" if train else "predict_on_batch"
         return StepCount(float(counter.get_total_flops()), f"torch FlopCounterMode over one {what}", dispatched,
                          f"aten ops dispatched one by one in one {what} (torch.profiler, nested ops not counted)")
+
+    def own_op(self, name: str) -> Callable[[Any, Any], Any]:
+        return getattr(torch, name)
+
+    def phase_steps(self, model: Any, x: Any, y: Any) -> dict[str, Callable[[], Any]]:
+        """What Keras's torch trainer runs (trainers/torch_trainer.py: forward, ``loss.backward()``,
+        ``optimizer.apply``), cut after each phase; gradients are taken with ``torch.autograd.grad``, so no
+        ``.grad`` is left behind, and "update" applies to a copy of the weights."""
+        import keras
+
+        loss_fn = keras.losses.BinaryCrossentropy()
+        weights = [v.value for v in model.trainable_variables]
+        labels = keras.ops.reshape(y, (-1, 1))
+
+        def forward() -> Any:
+            return loss_fn(labels, model(x, training=True))
+
+        def forward_backward() -> Any:
+            return torch.autograd.grad(forward(), weights)
+
+        scratch = keras.optimizers.Adam.from_config(model.optimizer.get_config())
+        copies = [keras.Variable(w.detach().clone()) for w in weights]
+        scratch.build(copies)
+
+        def update() -> Any:
+            scratch.apply(forward_backward(), copies)
+            return copies[0].value
+
+        return {"forward": forward, "forward_backward": forward_backward, "update": update}
+
+    def op_families(self, step: Callable[[], Any], calls: int) -> tuple[dict[str, float] | None, str]:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                self.sync(step())
+        families: dict[str, float] = collections.defaultdict(float)
+        total_s = 0.0
+        for event in prof.events():
+            if event.cpu_parent is None:  # a top-level range: the whole call's host time is under these
+                total_s += event.cpu_time_total / 1e6
+            if event.name.startswith("aten::"):
+                families[family_of(event.name)] += event.self_cpu_time_total / 1e6
+        families["python and framework (outside any aten op)"] = max(total_s - sum(families.values()), 0.0)
+        return ({k: v / calls for k, v in families.items()},
+                f"torch.profiler over {calls} calls: self time of aten ops by family; the rest of the calls' time "
+                "is Python and framework")
 
     def _traced_on_meta(self, args: tuple, kwargs: dict) -> bool:
         # Keras's torch backend infers output shapes by running layers on the "meta" device.

@@ -45,6 +45,8 @@ class NativeModel(Protocol):
 
     def get_weights(self) -> list[np.ndarray]: ...
 
+    def phase_steps(self, x: Any, y: Any) -> dict[str, Callable[[], Any]]: ...
+
 
 def why_unsupported() -> str | None:
     """Why the current backend has no native reference (its adapter's reason), or None when it has one."""

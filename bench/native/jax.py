@@ -48,8 +48,10 @@ class JaxNative:
         self._state = (params, zeros, jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32))
         if hoist is None:
             hoist = _hoist_input_projection(jax.default_backend())
-        forward, train = _jax_functions(adam, clip_eps, hoist)
+        forward, train, loss = _jax_functions(adam, clip_eps, hoist)
         self._forward = jax.jit(forward)
+        self._phases = {"forward": jax.jit(loss), "forward_backward": jax.jit(jax.value_and_grad(loss)),
+                        "update": jax.jit(train)}  # not donating: phase_steps calls it again on the same state
         # Donating the state lets XLA update weights and moments in place, as Keras's JAX trainer does.
         self._train = jax.jit(train, donate_argnums=0)
 
@@ -69,6 +71,14 @@ class JaxNative:
         jax.block_until_ready(self._state)
         value = float(loss)
         return {"loss": value} if return_dict else value
+
+    def phase_steps(self, x: Any, y: Any) -> dict[str, Any]:
+        """The train step cut after each phase (bench/phases.py); none keeps what it computed."""
+        x, y = self.stage(x, y)
+        forward, forward_backward, update = (self._phases[k] for k in ("forward", "forward_backward", "update"))
+        return {"forward": lambda: forward(self._state[0], x, y),
+                "forward_backward": lambda: forward_backward(self._state[0], x, y),
+                "update": lambda: update(self._state, x, y)}
 
     def predict_on_batch(self, x: Any) -> np.ndarray:
         return np.asarray(self._forward(self._state[0], x))  # np.asarray waits for the device
@@ -93,8 +103,8 @@ def _hoist_input_projection(platform: str) -> bool:
     return platform != "cpu"
 
 
-def _jax_functions(adam: AdamSettings, clip_eps: float, hoist: bool) -> tuple[Callable, Callable]:
-    """The pure functions the JAX reference jits: forward(params, x) and train(state, x, y)."""
+def _jax_functions(adam: AdamSettings, clip_eps: float, hoist: bool) -> tuple[Callable, Callable, Callable]:
+    """The pure functions the JAX reference jits: forward(params, x), train(state, x, y), loss(params, x, y)."""
     import jax
     import jax.numpy as jnp
 
@@ -143,4 +153,4 @@ def _jax_functions(adam: AdamSettings, clip_eps: float, hoist: bool) -> tuple[Ca
         params = jax.tree.map(lambda p, m_, v_: p - alpha * m_ / (jnp.sqrt(v_) + adam.epsilon), params, m, v)
         return (params, m, v, t), loss
 
-    return forward, train
+    return forward, train, loss_fn

@@ -101,6 +101,31 @@ class TorchNative:
         value = float(loss.item())
         return {"loss": value} if return_dict else value
 
+    def phase_steps(self, x: Any, y: Any) -> dict[str, Any]:
+        """The train step cut after each phase (bench/phases.py); "update" steps a copy of the optimizer on copies."""
+        import torch
+        import torch.nn.functional as F
+
+        x, y = self.stage(x, y)
+        weights = [p for p in self.modules.parameters() if p.requires_grad]
+        copies = [w.detach().clone().requires_grad_(True) for w in weights]
+        scratch = torch.optim.Adam(copies, lr=self.adam.learning_rate, betas=(self.adam.beta_1, self.adam.beta_2),
+                                   eps=self.adam.epsilon)
+
+        def forward() -> Any:
+            return F.binary_cross_entropy(self.forward(x).clamp(self.clip_eps, 1.0 - self.clip_eps), y)
+
+        def forward_backward() -> Any:
+            return torch.autograd.grad(forward(), weights)
+
+        def update() -> Any:
+            for copy, grad in zip(copies, forward_backward(), strict=True):
+                copy.grad = grad
+            scratch.step()
+            return copies[0]
+
+        return {"forward": forward, "forward_backward": forward_backward, "update": update}
+
     def predict_on_batch(self, x: Any) -> np.ndarray:
         import torch
 

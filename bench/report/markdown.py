@@ -31,6 +31,7 @@ def render(report: Report) -> str:
     if report.several_seeds:
         out += ["## Does accuracy hold across backends?", "", *parity.render_markdown(report.several_seeds,
                                                                                       heading="###")]
+    out += phases_section(report)
     out += scaling.render(report.sweep)
     out += _data_parallel(report)
     if report.older_files:
@@ -123,6 +124,30 @@ def tail_text(percentiles_ms: tuple | None, queries: int | None = None) -> str:
         return MISSING
     text = " / ".join(fmt_ms(v) for v in percentiles_ms)
     return f"{text} ({queries} queries)" if queries else text
+
+
+PHASE_HEADERS = ("Backend", "Step", "Forward ms", "Backward ms", "Optimizer ms", "Overhead ms", "Sum ms",
+                 "Benchmark median ms", "Adds up", "Top op families (ms per step)")
+
+
+def phases_section(report: Report) -> list[str]:
+    """--explain: each train step split into phases, and by operation family where the backend was profiled."""
+    rows = []
+    for group in report.groups:
+        for s in group.lines:
+            for step, p in (("Keras", s.train_phases), ("native", s.native_train_phases)):
+                if p:
+                    top = sorted(p["families"].items(), key=lambda kv: -kv[1])[:4]
+                    families = ", ".join(f"{k} {v:.1f}" for k, v in top) or p["profiler"]
+                    rows.append([s.label, step, *(fmt(p[k], ".1f") for k in
+                                                  ("forward", "backward", "optimizer", "overhead", "step", "median")),
+                                 "yes" if p["adds_up"] else f"no (beyond ±{p['tolerance']:.0%})", families])
+    if not rows:
+        return []
+    return ["## Where the time goes (train step)", "", table(PHASE_HEADERS, rows), "",
+            "Phases: the step timed beside variants that stop after the loss, after the gradients and after the "
+            "optimizer's update (interleaved, medians; bench/phases.py). Overhead is the full step minus the lean "
+            "update. Adds up: the phases' sum against the benchmark's own median.", ""]
 
 
 def _data_parallel(report: Report) -> list[str]:

@@ -83,6 +83,9 @@ class Line:
     train_intensity: float | None = None  # FLOPs per byte that must move
     predict_intensity: float | None = None
     roof: dict | None = None  # this backend's measured ceilings (bench.ceilings.Ceilings), for the roofline plot
+    # --explain: the train step (and its native reference's) split into phases, ms (bench.results.Phases)
+    train_phases: dict | None = None
+    native_train_phases: dict | None = None
 
     @property
     def key(self) -> LineKey:
@@ -303,6 +306,8 @@ def _line(members: Sequence[Result]) -> Line:
             setattr(line, f"{kind}_binding", roof.binding)
             setattr(line, f"{kind}_intensity", roof.intensity)
             line.roof = roof.ceilings
+    line.train_phases = _phases(train)
+    line.native_train_phases = _phases(newest.get("native_train_step"))
     line.processes = max((a.processes for a in (train_all, predict_all, serve_all) if a), default=1)
     line.keras_vs_native_train = _ratio(train_all, summary.get("native_train_step"))
     line.keras_vs_native_predict = _ratio(predict_all, summary.get("native_predict_step"))
@@ -315,6 +320,20 @@ def _line(members: Sequence[Result]) -> Line:
         line.time_to_accuracy_s = a.time_to_accuracy_s
         line.val_accuracy_per_epoch = tuple(h.get("val_accuracy") for h in a.history)
     return _with_seeds(line, by_kind.get("accuracy", []))
+
+
+PHASES = ("forward", "backward", "optimizer", "overhead")
+
+
+def _phases(r: Result | None) -> dict | None:
+    """A step's phases in ms, the step they add up to, whether that matched the median, its op families in ms."""
+    p = r and r.step and r.step.phases
+    if not p:
+        return None
+    return {"forward": p.forward_s * 1e3, "backward": p.backward_s * 1e3, "optimizer": p.optimizer_s * 1e3,
+            "overhead": p.overhead_s * 1e3, "step": p.step_s * 1e3, "median": p.measured_median_s * 1e3,
+            "adds_up": p.adds_up, "tolerance": p.tolerance, "profiler": p.profiler,
+            "families": {k: v * 1e3 for k, v in (p.op_families_s or {}).items()}}
 
 
 def _interval(summary: Aggregate) -> tuple[float, float] | None:

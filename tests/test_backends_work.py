@@ -1,4 +1,5 @@
-"""Each backend's own count of a step against the analytic one, and its ceilings (bench/ceilings.py)."""
+"""Each backend's own count of a step against the analytic one, its ceilings (bench/ceilings.py), and the
+phase variants of its train step (bench/phases.py)."""
 
 import math
 
@@ -18,7 +19,9 @@ Y = np.array([0, 1, 1, 0], dtype="float32")
 @pytest.mark.parametrize("train", [False, True], ids=["predict", "train"])
 def test_the_backend_count_agrees_with_the_analytic_one_or_says_why_not(train):
     adapter = backends.current()
-    count = adapter.count_step(build_model(SMALL), X, Y, train=train)
+    model = build_model(SMALL)
+    model.train_on_batch(X, Y) if train else model.predict_on_batch(X)  # warm, as after the timed rounds
+    count = adapter.count_step(model, X, Y, train=train)
     analytic = work.step_work(SMALL, "train" if train else "predict", *X.shape).total.matmul_flops
     if count.matmul_flops is None:
         assert count.counter.startswith("no counter: ") and adapter.name == "tensorflow", count.counter
@@ -37,3 +40,33 @@ def test_ceilings_are_measured_and_cached(tmp_path):
     (cache,) = (tmp_path / "ceilings").iterdir()
     cache.write_text("{broken")
     assert ceilings.cached("test-key", 4, 4, cache_dir=tmp_path).measure_s > 0  # a broken file is measured again
+
+
+def test_phase_steps_run_each_phase_and_leave_the_weights_alone():
+    import keras
+
+    adapter = backends.current()
+    model = build_model(SMALL)
+    model.train_on_batch(X, Y)  # built, with optimizer slots, as after the timed rounds
+    before = [np.array(w) for w in model.get_weights()]
+    x, y = adapter.to_device(X), adapter.to_device(Y)
+    calls = adapter.phase_steps(model, x, y)
+    assert list(calls) == ["forward", "forward_backward", "update"]
+    for call in calls.values():
+        for _ in range(2):
+            adapter.sync(call())
+    loss = float(keras.ops.convert_to_numpy(calls["forward"]()))
+    assert math.isfinite(loss) and loss > 0
+    for old, new in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_op_families_come_from_the_profiler_or_say_why_not():
+    adapter = backends.current()
+    model = build_model(SMALL)
+    x = adapter.to_device(X)
+    families, how = adapter.op_families(lambda: model.predict_on_batch(x), 2)
+    if families is None:
+        assert how.startswith("not profiled: ")
+    else:
+        assert families["matmul"] > 0 and all(v >= 0 for v in families.values()) and "torch.profiler" in how
