@@ -16,8 +16,6 @@ backend, device and threads (``bench.fingerprint.machine_key``), so a run pays f
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -27,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import backends
-from bench.data import default_cache_dir
+from bench import backends, cache
 
 CACHE_VERSION = 3  # bumped when what is measured changes
 GEMM_N = {"cpu": 1024, "gpu": 8192}
@@ -125,16 +122,10 @@ def spec_peak(device_name: str) -> float | None:
 
 def cached(key: str, batch_size: int, units: int, cache_dir: Path | None = None) -> Ceilings:
     """The ceilings for ``key`` (machine, backend, device, threads) and this recurrent shape: from the cache
-    when measured before, else measured now and stored. A cache file that cannot be read is measured again."""
-    path = (cache_dir or default_cache_dir()) / "ceilings" / f"v{CACHE_VERSION}-{key}-b{batch_size}-u{units}.json"
+    when measured before, else measured now and stored (bench/cache.py)."""
+    data = cache.cached("ceilings", f"v{CACHE_VERSION}-{key}-b{batch_size}-u{units}",
+                        lambda: measure(batch_size, units).as_dict(), cache_dir)
     try:
-        data = json.loads(path.read_text())
         return Ceilings(**{**data, "cell_shape": tuple(data["cell_shape"])})
-    except (OSError, ValueError, TypeError, KeyError):
-        pass
-    ceilings = measure(batch_size, units)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two processes measuring at once each write their own
-    tmp.write_text(json.dumps(ceilings.as_dict()))
-    tmp.replace(path)
-    return ceilings
+    except (TypeError, KeyError):  # a file of another layout: measure again
+        return Ceilings(**measure(batch_size, units).as_dict())

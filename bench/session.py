@@ -9,6 +9,8 @@ Keras, which fixes the backend and starts it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import backends, ceilings, energy, fingerprint, gpu, packages, results, roofline, work
+from bench import backends, cache, ceilings, energy, fingerprint, gpu, packages, results, roofline, work
 from bench.data import Dataset
 from bench.distributed import launcher
 from bench.distributed.engine import Engine, engine_for
@@ -143,20 +145,29 @@ class Session:
                  counted: bool = True) -> results.Roofline:
         """The step's work (analytic, and the backend's count) against this machine's ceilings.
 
-        Runs after the benchmark's timed rounds. The count runs once per kind and shape (``counted``
-        False for a native reference: its program is not the Keras model's), the ceilings once per
-        machine, backend, threads and batch size (cached on disk, bench/ceilings.py).
+        Runs after the benchmark's timed rounds. The count runs once per versions, model, kind and shape
+        (``counted`` False for a native reference: its program is not the Keras model's), the ceilings
+        once per machine, backend, threads and batch size; both are kept on disk (bench/cache.py).
         """
         adapter, step = self.adapter, "train" if "train" in kind else "predict"
+        versions = adapter.versions()
         key = (step, batch_size, maxlen, counted)
+        if key not in self.step_counts and not counted:
+            self.step_counts[key] = backends.StepCount(None, "not counted: a native reference is not the Keras "
+                                                             "model's program")
         if key not in self.step_counts:
             x, y = imdb.x_test[:batch_size, -maxlen:], imdb.y_test[:batch_size]
-            self.step_counts[key] = (adapter.count_step(model, x, y, train=step == "train") if counted else
-                                     backends.StepCount(None, "not counted: a native reference is not the Keras "
-                                                              "model's program"))
+            # The same program for the same versions, model and shape: counted once per machine (torch's
+            # counter takes seconds), stored beside the ceilings.
+            program = hashlib.sha256(json.dumps(
+                [adapter.name, versions, adapter.device.kind, step, batch_size, maxlen,
+                 dataclasses.asdict(self.settings.model)], sort_keys=True, default=str).encode()).hexdigest()[:16]
+            stored = cache.cached("step-counts", program, lambda: dataclasses.asdict(
+                adapter.count_step(model, x, y, train=step == "train")),
+                keep=lambda count: not count["counter"].startswith("not counted"))
+            self.step_counts[key] = backends.StepCount(**stored)
         count = self.step_counts[key]
         analytic = work.step_work(self.settings.model, step, batch_size, maxlen)
-        versions = adapter.versions()
         print_ = fingerprint.fingerprint(backend=adapter.name, versions=versions, device=adapter.device.as_dict(),
                                          threads=self.settings.threads)
         where = (f"{fingerprint.machine_key(print_)}-{adapter.name}-{versions[adapter.name]}-"
