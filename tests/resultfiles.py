@@ -124,6 +124,14 @@ def roofline_of(median_s: float) -> Roofline:
                     bounds_s=bounds, binding="compute", share=0.010 / median_s)
 
 
+def phases_of(step_s: float) -> dict:
+    """A train step's phases (40% forward, 40% backward, 15% optimizer, 5% overhead) as a record writes them."""
+    return {"forward_s": 0.4 * step_s, "backward_s": 0.4 * step_s, "optimizer_s": 0.15 * step_s,
+            "overhead_s": 0.05 * step_s, "step_s": step_s, "measured_median_s": step_s, "tolerance": 0.1,
+            "adds_up": True, "rounds": 5, "op_families_s": {"matmul": 0.5 * step_s, "element-wise": 0.3 * step_s},
+            "profiler": "test profiler", "measure_s": 1.0}
+
+
 def write_result(folder: Path, document: dict, name: str | None = None) -> Path:
     """Write a document with the results writer, named like real files; returns the path."""
     block = document["kerasbench"]

@@ -16,7 +16,7 @@ trap 'rm -rf "$WORK"' EXIT
 # processes, and the rest (any new file joins the rest).
 SLOW_ONCE=(tests/test_engine.py tests/test_model_same_start.py tests/test_model_cross_backend.py
            tests/test_progress_overhead.py tests/test_session.py tests/test_runner.py tests/test_parity.py
-           tests/test_environments.py tests/test_explain.py)
+           tests/test_environments.py)
 
 suite() {
     local name=$1 log rc start

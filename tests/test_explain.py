@@ -1,37 +1,39 @@
-"""``python -m bench explain``: the train step split into phases, Keras against native (bench/phases.py)."""
+"""``python -m bench explain``: run's train steps with --explain, then the phases' table (bench/commands/explain.py).
 
-import json
+Each backend's phases and op families from a real run: tests/test_plugin.py (its tiny run explains).
+"""
 
-import pytest
+from bench import runner
+from bench.commands import main
+from tests.resultfiles import make_result, phases_of, write_result
 
-from bench import results
-from tests.conftest import run_cli
 
+def test_explain_runs_the_train_steps_with_explain_and_prints_where_the_time_goes(tmp_path, monkeypatch, capsys):
+    asked = []
 
-def test_explain_splits_keras_and_native_train_steps_into_phases_that_add_up(tmp_path):
-    done = run_cli("explain", "--backends", "torch", "--profile", "smoke", "--maxlen", "20", "--device", "cpu",
-                   "--threads", "1", "--dataset", "synthetic", "--run-dir", str(tmp_path), timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    runs, _ = results.load([tmp_path])
-    found = {r.kind: r for r in results.results_of(runs)}
-    assert set(found) == {"train_step", "native_train_step"}  # explain runs the train steps only
-    for r in found.values():
-        p = r.step.phases
-        parts = p.forward_s + p.backward_s + p.optimizer_s + p.overhead_s
-        assert parts == pytest.approx(p.step_s, rel=1e-9)  # the phases add up to the step timed beside them
-        assert p.forward_s > 0 and p.rounds == 5 and p.measured_median_s == r.stats.median
-        assert p.adds_up == (abs(p.step_s / p.measured_median_s - 1) <= p.tolerance)
-        assert p.op_families_s["matmul"] > 0 and "torch.profiler" in p.profiler
-    assert "## Where the time goes (train step)" in (tmp_path / "REPORT.md").read_text()
-    assert "Where the time goes" in done.stdout
+    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None):
+        asked.append((list(backends), list(pytest_args), repeat))
+        doc = make_result("torch", kinds=("train_step",), train=(0.100, 0.002))
+        doc["benchmarks"][0]["extra_info"]["metrics"]["phases"] = phases_of(0.100)
+        write_result(run_dir, doc)
+        return [runner.Outcome("torch", "ok", 1.0, label="torch")]
+
+    monkeypatch.setattr(runner, "run_backends", run_backends)
+    assert main(["explain", "--backends", "torch", "--profile", "smoke", "--run-dir", str(tmp_path)]) == 0
+    [(backends, args, repeat)] = asked
+    assert backends == ["torch"] and repeat == 1
+    assert args[args.index("-k") + 1] == "train_step" and args[args.index("--explain") + 1] == "yes"
+    out = capsys.readouterr().out
+    assert "## Where the time goes (train step)" in out and "| torch 1.0.0 | Keras | 40.0 | 40.0 | 15.0 | 5.0 |" in out
+    assert "## Where the time goes" in (tmp_path / "REPORT.md").read_text()
     assert list(tmp_path.glob("breakdown_*.png"))
-    raw = json.loads(next(tmp_path.glob("torch-cpu-smoke_*.json")).read_text())
-    assert all("phases" in b["extra_info"]["metrics"] for b in raw["benchmarks"])
 
 
-def test_without_explain_nothing_is_split(tmp_path):
-    from tests.resultfiles import make_result, write_result
+def test_explain_says_so_when_nothing_was_split(tmp_path, monkeypatch, capsys):
+    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None):
+        write_result(run_dir, make_result("torch", kinds=("train_step",)))
+        return [runner.Outcome("torch", "ok", 1.0, label="torch")]
 
-    write_result(tmp_path, make_result("torch", kinds=("train_step",)))
-    (r,) = results.results_of(results.load([tmp_path])[0])
-    assert r.step.phases is None
+    monkeypatch.setattr(runner, "run_backends", run_backends)
+    assert main(["explain", "--backends", "torch", "--run-dir", str(tmp_path)]) == 0
+    assert "explain: no train step was split" in capsys.readouterr().out

@@ -20,7 +20,8 @@ TINY = ["--profile", "smoke", "--dataset", "synthetic", "--train-samples", "64",
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
-    proc = run_bench(*TINY, "--results-dir", str(results))
+    # --explain: the train steps are also split into phases after their timed rounds (bench/phases.py).
+    proc = run_bench(*TINY, "--explain", "--results-dir", str(results))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = list(results.glob("*.json"))
     assert len(files) == 1, files
@@ -69,6 +70,29 @@ def test_step_benchmarks_record_stats_and_context(tiny_run):
     assert c.dataset["source"] == "synthetic" and c.dataset["train_samples"] == 64
     assert m.implementation == "keras" and m.staged_batches == 2
     assert m.samples_per_s == pytest.approx(32 / step["stats"]["median"])
+
+
+@pytest.mark.per_backend
+def test_step_records_hold_the_roofline_and_explained_train_steps_their_phases(tiny_run):
+    path, _ = tiny_run
+    found = {r.kind: r for r in results.results_of(results.load([path])[0])}
+    for kind, r in found.items():
+        if kind == "accuracy":
+            continue
+        roof = r.step.roofline
+        assert roof.flops > 0 and roof.bytes > 0 and roof.binding in roof.bounds_s and roof.share > 0
+        assert roof.achieved_flops_per_s == pytest.approx(roof.flops / r.stats.median)
+        native_step = kind.startswith("native")
+        assert (roof.counted_vs_analytic is None) == (native_step or roof.counter.startswith("no counter"))
+        explained = kind in ("train_step", "native_train_step")
+        assert (r.step.phases is not None) == explained, kind
+        if explained:
+            p = r.step.phases
+            parts = p.forward_s + p.backward_s + p.optimizer_s + p.overhead_s
+            assert parts == pytest.approx(p.step_s, rel=1e-9) and p.forward_s > 0
+            assert p.measured_median_s == r.stats.median and p.rounds == 5
+            assert p.adds_up == (abs(p.step_s / p.measured_median_s - 1) <= p.tolerance)
+            assert (p.op_families_s is None) == p.profiler.startswith("not profiled: ")
 
 
 @pytest.mark.per_backend

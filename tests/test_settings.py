@@ -158,8 +158,8 @@ def test_every_command_has_its_module_and_the_parser_lists_them_all():
     from bench.commands import COMMANDS, build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert list(sub.choices) == ["run", "report", "compare", "parity", "ab", "matrix", "bisect", "calibrate", "history",
-                                 "gpu-check"]
+    assert list(sub.choices) == ["run", "explain", "report", "compare", "parity", "ab", "matrix", "bisect", "calibrate",
+                                 "history", "gpu-check"]
     assert all(callable(command.add) and callable(command.run) for command in COMMANDS)
 
 

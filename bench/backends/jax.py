@@ -167,7 +167,9 @@ class JaxAdapter(Adapter):
         return getattr(jax.numpy, name)
 
     def phase_steps(self, model: Any, x: Any, y: Any) -> dict[str, Callable[[], Any]]:
-        functions, (tv, ntv, ov) = self._stateless(model, train=True)
+        functions, state = self._stateless(model, train=True)
+        # Copies: Keras's train step, timed between these calls, donates the variables' buffers.
+        tv, ntv, ov = jax.tree.map(lambda a: jax.numpy.array(a, copy=True), state)
         forward, forward_backward, update = (jax.jit(functions[k]) for k in ("forward", "forward_backward", "update"))
         return {"forward": lambda: forward(tv, ntv, x, y), "forward_backward": lambda: forward_backward(tv, ntv, x, y),
                 "update": lambda: update(tv, ntv, ov, x, y)}

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from bench import parity, report, results, runner, settings
-from bench.commands import run
+from bench.commands import run as run_command
 from bench.commands.options import add_backends_option, add_benchmark_options, add_environment_options, load_runs
 from bench.report import markdown
 
@@ -29,15 +29,15 @@ def add(sub: argparse._SubParsersAction) -> None:
                                                    "<results>/runs/<time>)")
     add_environment_options(p)
     add_benchmark_options(p)
-    p.set_defaults(handler=explain)
+    p.set_defaults(handler=run)
 
 
-def explain(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     args.explain, args.repeat, args.margin = "yes", 1, parity.DEFAULT_MARGIN
     args.run_dir = args.run_dir or str(runner.default_run_dir(settings.results_dir()))
     # The train steps only (a -k after -- narrows them further: pytest ANDs the two).
     args.pytest_args = ["-k", "train_step", *args.pytest_args]
-    status = run.run(args)
+    status = run_command.run(args)
     runs, warnings = load_runs([Path(args.run_dir)], show_warnings=False)
     section = markdown.phases_section(report.build(results.results_of(runs), warnings))
     print("\n" + ("\n".join(section) if section else "explain: no train step was split (see the logs)"))
