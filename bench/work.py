@@ -81,7 +81,10 @@ class StepWork:
 def parameters(config: ModelConfig) -> dict[str, int]:
     """Parameter count per layer (what ``model.count_params()`` says for model.py's network)."""
     e, h = config.embed_dim, config.lstm_units
-    lstm = lambda n_in: 4 * h * (n_in + h) + 4 * h  # noqa: E731: kernel, recurrent kernel, bias
+
+    def lstm(n_in: int) -> int:  # one direction: kernel, recurrent kernel, bias
+        return 4 * h * (n_in + h) + 4 * h
+
     return {"embedding": config.max_features * e, "lstm_1": 2 * lstm(e), "lstm_2": 2 * lstm(2 * h),
             "dense": 2 * h + 1}
 

@@ -8,15 +8,17 @@
 # Each suite prints its whole log when it ends; the exit status is 1 when any failed.
 set -u
 PY=${PY:-.venv/bin/python}
+BIN=$(dirname "$PY")
 JOBS=${JOBS:-2}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-# The backend-independent tests in two halves, so that the lanes end together: the files that start backend
-# processes, and the rest (any new file joins the rest).
+# The backend-independent tests in three parts, so that the lanes end together: the files that start backend
+# processes, the commands that run benchmark processes or packages, and the rest (any new file joins the rest).
 SLOW_ONCE=(tests/test_engine.py tests/test_model_same_start.py tests/test_model_cross_backend.py
            tests/test_progress_overhead.py tests/test_session.py tests/test_runner.py tests/test_parity.py
            tests/test_environments.py)
+MID_ONCE=(tests/test_ab.py tests/test_bisect.py tests/test_matrix.py tests/test_gpu_check.py)
 
 suite() {
     local name=$1 log rc start
@@ -24,8 +26,11 @@ suite() {
     start=$(date +%s)
     case $name in
         once-processes) KERAS_BACKEND=jax "$PY" -m pytest -q --durations=6 -m "not per_backend" "${SLOW_ONCE[@]}" >"$log" 2>&1 ;;
+        once-commands) KERAS_BACKEND=jax "$PY" -m pytest -q --durations=6 -m "not per_backend" "${MID_ONCE[@]}" \
+                           >"$log" 2>&1 ;;
         once-rest) KERAS_BACKEND=jax "$PY" -m pytest tests -q --durations=6 -m "not per_backend" \
-                       "${SLOW_ONCE[@]/#/--ignore=}" >"$log" 2>&1 ;;
+                       "${SLOW_ONCE[@]/#/--ignore=}" "${MID_ONCE[@]/#/--ignore=}" >"$log" 2>&1 ;;
+        lint) { "$BIN/ruff" check . && "$BIN/lint-imports"; } >"$log" 2>&1 ;;
         *) KERAS_BACKEND=$name "$PY" -m pytest tests -q --durations=6 -m per_backend >"$log" 2>&1 ;;
     esac
     rc=$?
@@ -33,6 +38,7 @@ suite() {
         flock 9
         case $name in
             once-*) echo "=== backend-independent tests, ${name#once-} (exit $rc, $(( $(date +%s) - start )) s)" ;;
+            lint) echo "=== ruff and import-linter (exit $rc, $(( $(date +%s) - start )) s)" ;;
             *) echo "=== tests under KERAS_BACKEND=$name (exit $rc, $(( $(date +%s) - start )) s)" ;;
         esac
         cat "$log"
@@ -40,9 +46,10 @@ suite() {
     return $rc
 }
 
-# Measured (fresh clone, 2 lanes): tensorflow 173 s, once-processes 186, once-rest 155, jax 163, torch 54. This
-# order puts tensorflow and once-processes on one lane (359 s), the other three on the other (372 s).
-printf '%s\n' tensorflow once-rest jax once-processes torch >"$WORK/queue"
+# Measured (fresh clone e3b4f26, 2 lanes): once-processes 187 s, tensorflow 167, jax 184, torch 71, the two other
+# once-parts 157 together, ruff and import-linter about 8. In this order the lanes end near 390 s: one takes
+# once-processes then jax then lint, the other tensorflow, once-rest, once-commands and torch.
+printf '%s\n' once-processes tensorflow once-rest jax once-commands torch lint >"$WORK/queue"
 
 next_suite() {
     flock 8

@@ -16,12 +16,20 @@ X = np.random.default_rng(0).integers(1, 50, (4, 12)).astype("int32")
 Y = np.array([0, 1, 1, 0], dtype="float32")
 
 
-@pytest.mark.parametrize("train", [False, True], ids=["predict", "train"])
-def test_the_backend_count_agrees_with_the_analytic_one_or_says_why_not(train):
-    adapter = backends.current()
+@pytest.fixture(scope="module")
+def warm_model():
+    """The small model after one train and one predict call, as after the timed rounds (built once: TensorFlow
+    traces each function for seconds)."""
     model = build_model(SMALL)
-    model.train_on_batch(X, Y) if train else model.predict_on_batch(X)  # warm, as after the timed rounds
-    count = adapter.count_step(model, X, Y, train=train)
+    model.train_on_batch(X, Y)
+    model.predict_on_batch(X)
+    return model
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["predict", "train"])
+def test_the_backend_count_agrees_with_the_analytic_one_or_says_why_not(train, warm_model):
+    adapter = backends.current()
+    count = adapter.count_step(warm_model, X, Y, train=train)
     analytic = work.step_work(SMALL, "train" if train else "predict", *X.shape).total.matmul_flops
     if count.matmul_flops is None:
         assert count.counter.startswith("no counter: ") and adapter.name == "tensorflow", count.counter
@@ -42,12 +50,11 @@ def test_ceilings_are_measured_and_cached(tmp_path):
     assert ceilings.cached("test-key", 4, 4, cache_dir=tmp_path).measure_s > 0  # a broken file is measured again
 
 
-def test_phase_steps_run_each_phase_and_leave_the_weights_alone():
+def test_phase_steps_run_each_phase_and_leave_the_weights_alone(warm_model):
     import keras
 
     adapter = backends.current()
-    model = build_model(SMALL)
-    model.train_on_batch(X, Y)  # built, with optimizer slots, as after the timed rounds
+    model = warm_model
     before = [np.array(w) for w in model.get_weights()]
     x, y = adapter.to_device(X), adapter.to_device(Y)
     calls = adapter.phase_steps(model, x, y)
@@ -61,11 +68,10 @@ def test_phase_steps_run_each_phase_and_leave_the_weights_alone():
         np.testing.assert_array_equal(old, new)
 
 
-def test_op_families_come_from_the_profiler_or_say_why_not():
+def test_op_families_come_from_the_profiler_or_say_why_not(warm_model):
     adapter = backends.current()
-    model = build_model(SMALL)
     x = adapter.to_device(X)
-    families, how = adapter.op_families(lambda: model.predict_on_batch(x), 2)
+    families, how = adapter.op_families(lambda: warm_model.predict_on_batch(x), 2)
     if families is None:
         assert how.startswith("not profiled: ")
     else:
