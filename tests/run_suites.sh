@@ -17,7 +17,7 @@ trap 'rm -rf "$WORK"' EXIT
 # processes, the commands that run benchmark processes or packages, and the rest (any new file joins the rest).
 SLOW_ONCE=(tests/test_engine.py tests/test_model_same_start.py tests/test_model_cross_backend.py
            tests/test_progress_overhead.py tests/test_session.py tests/test_runner.py tests/test_parity.py
-           tests/test_environments.py)
+           tests/test_environments.py tests/test_plugin.py)
 MID_ONCE=(tests/test_ab.py tests/test_bisect.py tests/test_matrix.py tests/test_gpu_check.py)
 
 suite() {
@@ -46,9 +46,10 @@ suite() {
     return $rc
 }
 
-# Measured (fresh clone e3b4f26, 2 lanes): once-processes 187 s, tensorflow 167, jax 184, torch 71, the two other
-# once-parts 157 together, ruff and import-linter about 8. In this order the lanes end near 390 s: one takes
-# once-processes then jax then lint, the other tensorflow, once-rest, once-commands and torch.
+# Measured (fresh clone d0d4d50, 2 lanes): once-processes 183 s, tensorflow 165, jax 160, once-rest 80,
+# once-commands 69, torch 65, lint under 1 s. In this order one lane takes once-processes then jax, the other
+# tensorflow, once-rest, once-commands and torch (379 s against 343: test_plugin's refusals, which start pytest
+# processes, moved from once-rest to once-processes since).
 printf '%s\n' once-processes tensorflow once-rest jax once-commands torch lint >"$WORK/queue"
 
 next_suite() {
