@@ -78,6 +78,7 @@ def render(results: Sequence[Result]) -> list[str]:
                     cells.append(f"{r.median_ms:.1f} ({r.step.samples_per_s:.0f})" if r else MISSING)
                 out.append(f"| {backend} | " + " | ".join(cells) + " |")
             out.append("")
+        out += _against_the_machine(by_batch)
         out += ["| backend | ms per extra 100 timesteps | throughput stops growing at batch |", "|---|---:|---:|"]
         for backend in sorted(set(by_batch) | set(by_length)):
             slope = ms_per_100_steps(by_length.get(backend, {}))
@@ -86,3 +87,22 @@ def render(results: Sequence[Result]) -> list[str]:
         out += ["", f"_Throughput stops growing: the next batch size adds under {SATURATION_GAIN:.0%} samples/s._",
                 ""]
     return out
+
+
+def _against_the_machine(by_batch: dict[str, dict[int, Result]]) -> list[str]:
+    """Achieved GFLOP/s, the binding bound and the share of it reached, by batch size (records with a roofline)."""
+    xs = sorted({x for points in by_batch.values() for x in points})
+    table = {backend: [_roofline_cell(points.get(x)) for x in xs] for backend, points in sorted(by_batch.items())}
+    if all(cell == MISSING for cells in table.values() for cell in cells):
+        return []
+    return ["GFLOP/s (binding bound, share of it reached) by batch size:", "",
+            "| backend | " + " | ".join(f"batch {x}" for x in xs) + " |", "|---|" + "---:|" * len(xs),
+            *(f"| {backend} | " + " | ".join(cells) + " |" for backend, cells in table.items()), ""]
+
+
+def _roofline_cell(r: Result | None) -> str:
+    roof = r and r.step and r.step.roofline
+    if not roof:
+        return MISSING
+    median_s = r.median_ms / 1e3
+    return f"{roof.flops / median_s / 1e9:.1f} ({roof.binding}, {roof.bounds_s[roof.binding] / median_s:.2f})"

@@ -6,13 +6,14 @@ from bench import plots, report, results, scaling
 from tests.resultfiles import make_result, write_result
 
 
-def sweep_rows(tmp_path, backend="jax", per_sample_ms=1.0, overhead_ms=10.0, per_step_ms=0.2):
+def sweep_rows(tmp_path, backend="jax", per_sample_ms=1.0, overhead_ms=10.0, per_step_ms=0.2, roofline=False):
     """A synthetic sweep: latency = overhead + batch * per-sample cost, plus a per-timestep cost."""
     for i, batch in enumerate((1, 8, 32, 128, 512)):
         seconds = (overhead_ms + per_sample_ms * batch) / 1e3
         write_result(tmp_path, make_result(backend, profile="sweep", batch_size=batch, maxlen=200,
                                            train=(seconds, 0.0), predict=(seconds / 3, 0.0),
-                                           kinds=("train_step", "predict_step")), name=f"{backend}-b{i}.json")
+                                           kinds=("train_step", "predict_step"), roofline=roofline),
+                     name=f"{backend}-b{i}.json")
     for i, n in enumerate((50, 100, 400)):
         seconds = (overhead_ms + per_sample_ms * 32 + per_step_ms * (n - 200)) / 1e3
         write_result(tmp_path, make_result(backend, profile="sweep", batch_size=32, maxlen=n,
@@ -57,3 +58,12 @@ def test_scaling_plots_are_written(tmp_path):
     names = sorted(p.name for p in paths)
     assert names == ["scaling_batch_size.png", "scaling_maxlen.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_the_sweep_says_how_gflops_and_the_binding_bound_move_with_batch_size(tmp_path):
+    text = "\n".join(scaling.render(sweep_rows(tmp_path, roofline=True)))
+    # 5 GFLOP per step (tests/resultfiles.roofline_of) in 11 ms at batch 1 and 522 ms at batch 512; its 10 ms
+    # compute bound over those medians.
+    assert "GFLOP/s (binding bound, share of it reached) by batch size:" in text
+    assert "| jax | 454.5 (compute, 0.91) |" in text and "9.6 (compute, 0.02) |" in text
+    assert "GFLOP/s (binding" not in "\n".join(scaling.render(sweep_rows(tmp_path / "plain")))
