@@ -1,15 +1,16 @@
 """What this machine can do, measured by the backend itself: the ceilings the bounds are drawn against.
 
-Four small programs, run with the backend's own ops (``Adapter.own_op``) on its device, dtype float32 and the run's
-threads, after the timed rounds (never inside them):
+Four small programs, run with the backend's own ops (``Adapter.own_op``) on its device, dtype float32 and the
+run's threads, after the timed rounds (never inside them):
 
 - a large GEMM (a practical compute peak, FLOP/s);
 - the LSTM's recurrent GEMM, (batch, units) @ (units, 4 units): the product no kernel can hoist out of
   the timestep loop, as a chain of dependent products compiled the way the backend runs a step (its
   latency at this shape);
 - STREAM's Add kernel, c = a + b, as one eager op (three arrays move), bytes/s. Arrays of 16 MiB (48 MiB
-  in all, past this machine's 16 MiB L3): on this project's machine 32 MiB arrays measured 0.32 to 0.61 of that bandwidth, likely because glibc maps
-  allocations of 32 MiB afresh each time (its largest mmap threshold), so each repeat faults its pages in;
+  in all, past this machine's 16 MiB L3): here 32 MiB arrays measured 0.32 to 0.61 of that bandwidth,
+  likely because glibc maps allocations of 32 MiB afresh each time (its largest mmap threshold), so each
+  repeat faults its pages in;
 - the round trip of one tiny op, the backend's own add called eagerly (the dispatch floor, seconds per op).
 
 Each is the median of several timed repeats, each ending in a device sync. They are cached per machine,
