@@ -57,15 +57,15 @@ class Ceilings:
         return asdict(self)
 
 
-def measure(batch_size: int, units: int, *, repeats: int = REPEATS, scale: float = 1.0) -> Ceilings:
-    """Measure the ceilings now on the configured backend; ``scale`` < 1 shrinks the programs (tests)."""
+def measure(batch_size: int, units: int, *, repeats: int = REPEATS) -> Ceilings:
+    """Measure the ceilings now on the configured backend."""
     import keras
 
     adapter = backends.current()
     kind = adapter.device.kind
     started = time.perf_counter()
     rng = np.random.default_rng(0)
-    n = max(64, int(GEMM_N[kind] * scale))
+    n = GEMM_N[kind]
     a, b = (adapter.to_device(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
     add, matmul = adapter.own_op("add"), adapter.own_op("matmul")
     gemm_s = _median_time(lambda: matmul(a, b), repeats, adapter)
@@ -92,7 +92,7 @@ def measure(batch_size: int, units: int, *, repeats: int = REPEATS, scale: float
     per_step = _median_time(lambda: chained(h0, u), repeats, adapter) / CELL_CALLS
     cell_s = max(per_step - (2 * dispatch_s if adapter.dispatches_per_op() else 0.0), 0.0)  # matmul, slice
 
-    m = max(1024, int(TRIAD_N[kind] * scale))
+    m = TRIAD_N[kind]
     x, y = (adapter.to_device(rng.standard_normal(m, dtype=np.float32)) for _ in range(2))
     triad_s = _median_time(lambda: add(x, y), repeats, adapter)
     return Ceilings(gemm_flops_per_s=2 * n**3 / gemm_s, gemm_n=n, cell_gemm_s=cell_s,

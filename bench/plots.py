@@ -54,18 +54,11 @@ def plot(report: Report | Sequence[Result], out_dir: str | os.PathLike) -> list[
     if efficiency is not None:
         written.append(_save(plt, efficiency, out / "data_parallel_efficiency.png"))
     for group in report.groups:
-        breakdown = _breakdown(plt, group)
-        if breakdown is not None:
-            written.append(_save(plt, breakdown, out / f"breakdown_{group.key.slug}.png"))
-        roofline = _roofline(plt, group)
-        if roofline is not None:
-            written.append(_save(plt, roofline, out / f"roofline_{group.key.slug}.png"))
-        latency = _latency(plt, group)
-        if latency is not None:
-            written.append(_save(plt, latency, out / f"latency_{group.key.slug}.png"))
-        accuracy = _accuracy(plt, group)
-        if accuracy is not None:
-            written.append(_save(plt, accuracy, out / f"accuracy_{group.key.slug}.png"))
+        for name, draw in (("breakdown", _breakdown), ("roofline", _roofline), ("latency", _latency),
+                           ("accuracy", _accuracy)):
+            figure = draw(plt, group)  # None where the group has nothing to draw
+            if figure is not None:
+                written.append(_save(plt, figure, out / f"{name}_{group.key.slug}.png"))
     for seeded in report.several_seeds:
         key = seeded.key
         name = f"curves_{key.group.slug}-e{key.epochs}-n{key.train_samples}.png"

@@ -135,14 +135,14 @@ class Session:
         )
         if isinstance(metrics, results.StepMetrics) and not self.settings.layout.distributed:
             native = metrics.implementation == "native"
-            metrics = dataclasses.replace(metrics, roofline=self.roofline(benchmark, kind, model, imdb, batch_size,
-                                                                          maxlen, counted=not native))
+            metrics = dataclasses.replace(metrics, roofline=self.roofline(
+                benchmark, kind, model, imdb, batch_size, maxlen, versions=versions, counted=not native))
         entry = results.Record(kind, results.Context(**{**fields, **context}), metrics)
         benchmark.extra_info.update(entry.to_json())
         return entry
 
     def roofline(self, benchmark: Any, kind: str, model: Any, imdb: Dataset, batch_size: int, maxlen: int, *,
-                 counted: bool = True) -> results.Roofline:
+                 versions: dict, counted: bool = True) -> results.Roofline:
         """The step's work (analytic, and the backend's count) against this machine's ceilings.
 
         Runs after the benchmark's timed rounds. The count runs once per versions, model, kind and shape
@@ -150,7 +150,6 @@ class Session:
         once per machine, backend, threads and batch size; both are kept on disk (bench/cache.py).
         """
         adapter, step = self.adapter, "train" if "train" in kind else "predict"
-        versions = adapter.versions()
         key = (step, batch_size, maxlen, counted)
         if key not in self.step_counts and not counted:
             self.step_counts[key] = backends.StepCount(None, "not counted: a native reference is not the Keras "

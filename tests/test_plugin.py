@@ -23,7 +23,7 @@ def tiny_run(tmp_path_factory):
     # --explain under torch: the train steps are also split into phases after their timed rounds. The path from
     # the split to the record is the backends' own; each adapter's phase variants are checked in
     # tests/test_backends_work.py, and torch alone has op families (its profiler). Under JAX the split costs
-    # seven more compilations.
+    # six more compilations (three variants each for Keras's step and the native one).
     explain = ["--explain"] if selected_backend() == "torch" else []
     proc = run_bench(*TINY, *explain, "--results-dir", str(results))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -130,6 +130,8 @@ class TensorFlowAdapter(Adapter):
     def sync(self, value: Any = None) -> None:
         if value is not None and hasattr(value, "numpy"):
             value.numpy()  # TensorFlow's eager ops finish before .numpy() returns
+        elif self.device.kind == "gpu":  # nothing to read back (None, or a nest such as a list of gradients)
+            tf.test.experimental.sync_devices()
 
     def _reset_device_peak(self) -> None:
         tf.config.experimental.reset_memory_stats("GPU:0")
