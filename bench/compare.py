@@ -323,8 +323,26 @@ def _latency(bs: Sequence[Result], cs: Sequence[Result], note: str,
     if b.run.fingerprint and c.run.fingerprint and unlike:
         change.verdict = "not comparable: " + "; ".join(unlike)
         return change, None
+    busy = contended_text(bs, cs)
+    if busy:
+        change.verdict = f"{rule.CANNOT_GATE}: {busy}"
+        return change, None
     change.noise = noise.get(noise_key(c))
     return change, rule.Line(b_ms, c_ms, change.noise)
+
+
+def contended_text(bs: Sequence[Result], cs: Sequence[Result]) -> str | None:
+    """Why a line is not gated because the machine was busy while some of its processes ran, or None.
+
+    A time measured beside another busy process measures both: such a line is neither a regression nor
+    a pass (bench/contention.py records it; --strict-cpu fails the run instead).
+    """
+    flagged = [[r for r in side if r.contention is not None and r.contention.contended] for side in (bs, cs)]
+    if not any(flagged):
+        return None
+    worst = max(r.contention.share for side in flagged for r in side)
+    return (f"contended: {len(flagged[0])} of {len(bs)} baseline and {len(flagged[1])} of {len(cs)} current "
+            f"processes ran while other processes used up to {worst:.0%} of their CPUs")
 
 
 def _accuracy(base: Sequence[Result], cur: Sequence[Result], tolerance: float) -> Change:

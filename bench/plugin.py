@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import backends, results, training
+from bench import backends, contention, results, training
 from bench import settings as run_settings
 from bench.data import Dataset, DataSourceError, load_imdb
 from bench.distributed.engine import Engine
@@ -163,11 +163,19 @@ def record(pytestconfig: pytest.Config, imdb: Dataset, seed: int) -> Callable[..
     """
     session = session_of(pytestconfig)
     memory_baseline = session.adapter.reset_memory_stats()
+    write = terminal_writer(pytestconfig)
 
     def fill(benchmark: Any, kind: str, metrics: results.Metrics, *, model: Any,
              shape: tuple[int, int] | None = None, **context: Any) -> results.Record:
-        return session.record(benchmark, kind, metrics, model=model, imdb=imdb, seed=seed,
+        made = session.record(benchmark, kind, metrics, model=model, imdb=imdb, seed=seed,
                               memory_baseline=memory_baseline, shape=shape, **context)
+        try:
+            line = contention.warning(kind, made.metrics.contention, session.settings.strict_cpu)
+        except contention.Contended as exc:  # after recording: the file keeps the figures
+            pytest.fail(str(exc), pytrace=False)
+        if line:
+            write(line)
+        return made
 
     return fill
 

@@ -243,6 +243,20 @@ class Roofline:
 
 
 @dataclass(frozen=True)
+class Contention:
+    """Other processes' use of the CPUs a benchmark ran on, while its timed rounds ran (bench/contention.py)."""
+
+    wall_s: float
+    cpus: int  # the CPUs this process may run on
+    other_cpu_s: float  # CPU time other processes used on them
+    steal_s: float  # time a hypervisor gave them to other machines
+    share: float  # (other_cpu_s + steal_s) / (wall_s * cpus)
+    contended: bool  # share >= threshold: compare does not gate the line
+    threshold: float
+    source: str
+
+
+@dataclass(frozen=True)
 class Phases:
     """A train step split into phases by timing variants that stop after each (bench/phases.py), seconds."""
 
@@ -280,6 +294,7 @@ class StepMetrics:
     equivalence: Equivalence | None = None  # data-parallel layouts only
     roofline: Roofline | None = None  # None in files that predate it, and in data-parallel layouts
     phases: Phases | None = None  # --explain yes, train steps only
+    contention: Contention | None = None  # None in files that predate it
 
 
 @dataclass(frozen=True)
@@ -294,6 +309,7 @@ class AccuracyMetrics:
     train_samples_used: int
     val_samples_used: int
     first_epoch_s: float | None
+    contention: Contention | None = None  # over the timed epochs; None in files that predate it
 
 
 Metrics = StepMetrics | AccuracyMetrics
@@ -453,6 +469,11 @@ class Result:
     @property
     def accuracy(self) -> AccuracyMetrics | None:
         return self.metrics if isinstance(self.metrics, AccuracyMetrics) else None
+
+    @property
+    def contention(self) -> Contention | None:
+        """What other processes took of the CPUs while the timed rounds ran (None in older files)."""
+        return self.metrics.contention
 
     @property
     def layout(self) -> ReplicaLayout:

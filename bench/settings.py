@@ -132,6 +132,7 @@ class RunSettings:
     seeds: tuple[int, ...] = ()  # the accuracy benchmark runs once per seed; empty means (seed,)
     rounds: str = "profile"  # step benchmarks' rounds: "profile", "adaptive" or "fixed" (ROUNDS)
     strict_gpu: bool = False  # other processes on the GPU: an error (True) or a warning
+    strict_cpu: bool = False  # a contended benchmark (other processes on its CPUs): a failure (True) or a warning
     explain: bool = False  # split train steps into phases after their timed rounds (bench/phases.py)
     layout: Layout = field(default_factory=Layout)  # --devices/--processes/--scaling (bench/distributed/)
 
@@ -197,6 +198,9 @@ OPTIONS: list[tuple[str, dict]] = [
     # A value-taking flag (--strict-gpu alone means yes) so that `python -m bench run` forwards it as it is.
     ("--strict-gpu", dict(nargs="?", const="yes", default="no", choices=("yes", "no"),
                           help="fail, instead of warning, when other processes use the GPU the run measures on")),
+    ("--strict-cpu", dict(nargs="?", const="yes", default="no", choices=("yes", "no"),
+                          help="fail, instead of warning, a benchmark whose timed rounds ran while other processes "
+                               "used the CPUs it runs on (bench/contention.py)")),
     ("--explain", dict(nargs="?", const="yes", default="no", choices=("yes", "no"),
                        help="after each train step's timed rounds, split it into forward, backward, optimizer and "
                             "overhead, and profile its operation families (python -m bench explain)")),
@@ -250,6 +254,7 @@ def from_options(get: Callable[[str], object]) -> RunSettings:
         seeds=tuple(seeds or ()),
         rounds=get("rounds") or "profile",
         strict_gpu=get("strict_gpu") == "yes",
+        strict_cpu=get("strict_cpu") == "yes",
         explain=get("explain") == "yes",
         layout=layout,
     )

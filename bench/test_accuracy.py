@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from bench import training
+from bench import contention, training
 from bench.results import AccuracyMetrics
 
 
@@ -28,7 +28,9 @@ def test_accuracy(benchmark, target, seed, model, imdb, settings, record, progre
             except training.NonFiniteLoss as exc:
                 failure = exc
 
+    watch = contention.Watch()
     benchmark.pedantic(one_epoch, rounds=settings.model.epochs, warmup_rounds=0)
+    busy = watch.stop()
     target_acc = settings.profile.target_accuracy
     batch = layout.global_batch(settings.model.batch_size)  # --batch-size, or N times it (weak scaling)
     metrics = AccuracyMetrics(
@@ -40,6 +42,7 @@ def test_accuracy(benchmark, target, seed, model, imdb, settings, record, progre
         train_samples_used=len(imdb.y_train) // batch * batch,
         val_samples_used=len(imdb.y_test) // batch * batch,
         first_epoch_s=epochs[0].seconds if epochs else None,
+        contention=busy,
     )
     record(benchmark, "accuracy", metrics, model=model, **layout.context(settings.model.batch_size))
     if failure is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import backends, energy, stats
+from bench import backends, contention, energy, stats
 from bench.profiles import AdaptiveRounds
 from bench.results import Interval, Rounds, StepMetrics, Tail
 
@@ -92,8 +92,9 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
     (default: ``rounds``, or the adaptive minimum), half before and half after the harness's rounds
     so that a drift over time cancels out: ``harness_vs_plain`` near 1.0 shows that the harness adds
     nothing measurable. The record gets the rounds' p50/p90/p99, the median's interval and why the
-    rounds stopped, and the energy per step where the hardware counts it (``bench.energy``): the
-    counter is read just before and just after the timed rounds, never inside a timed call.
+    rounds stopped, the energy per step where the hardware counts it (``bench.energy``) and what other
+    processes took of the CPUs meanwhile (``bench.contention``): those counters are read just before
+    and just after the timed rounds, never inside a timed call.
     """
     meter = energy.energy_meter(backends.current().device.kind)  # found before any clock starts
     first_step_s = time_call(step)
@@ -103,9 +104,11 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
     plain = plain_rounds if plain_rounds is not None else adaptive.min_rounds if adaptive else rounds
     before = plain_loop(step, plain // 2)
     energy_start = meter.read()
+    watch = contention.Watch()
     timed_start = time.perf_counter()
     stop_reason = timed_rounds(benchmark, step, rounds, adaptive)
     timed_s = time.perf_counter() - timed_start
+    busy = watch.stop()
     energy_end = meter.read()
     after = plain_loop(step, plain - plain // 2)
     measure_s = time.perf_counter() - started
@@ -116,7 +119,8 @@ def measure_step(benchmark: Any, step: Callable[[], Any], *, rounds: int, warmup
                        rounds=Rounds("adaptive" if adaptive else "fixed", stop_reason, timed_s, measure_s),
                        **round_statistics(benchmark.stats.stats.data, adaptive),
                        energy=energy.energy_per_step(meter, energy_start, energy_end,
-                                                     steps=len(benchmark.stats.stats.data), batch_size=batch_size))
+                                                     steps=len(benchmark.stats.stats.data), batch_size=batch_size),
+                       contention=busy)
 
 
 def pilot_rounds(adaptive: AdaptiveRounds) -> int:

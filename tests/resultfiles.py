@@ -14,6 +14,7 @@ from bench import results
 from bench.packages import set_id
 from bench.results import (
     AccuracyMetrics,
+    Contention,
     Context,
     Equivalence,
     Kernel,
@@ -56,13 +57,15 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
                 device_name: str = "Test CPU", kinds: tuple[str, ...] = KINDS, rounds: int = 30,
                 target_accuracy: float = 0.70, data: dict | None = None, run_id: str = "", repeat_index: int = 0,
                 fingerprint: dict | None = None, packages: list[str] | None = None,
-                environment: str = "project venv", roofline: bool = False) -> dict:
+                environment: str = "project venv", roofline: bool = False,
+                contention: Contention | None = None) -> dict:
     """One run's result document; ``train``/``predict``/``epoch`` are (median, IQR) in seconds.
 
     ``data`` maps a kind to its round times (seconds), which then make its statistics; ``run_id`` and
     ``repeat_index`` make the file one process of a repeated run; ``fingerprint`` is the machine's;
     ``packages`` ("name==version", ...) the process's package set, made as ``environment`` says;
-    ``roofline`` gives each step record one (``roofline_of``: 5 GFLOP per step, a 10 ms compute bound).
+    ``roofline`` gives each step record one (``roofline_of``: 5 GFLOP per step, a 10 ms compute bound);
+    ``contention`` is every benchmark's record of other processes' CPU use (``busy``).
     """
     label = f"{backend}-{device}"
     settings = {"profile": profile, "variant": "default", "dataset_requested": dataset, "device_requested": "auto",
@@ -85,14 +88,15 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
             reached = accuracy is not None and accuracy >= target_accuracy
             metrics = AccuracyMetrics(status=status, history=history or [], final_val_accuracy=accuracy,
                                       target_accuracy=target_accuracy, time_to_accuracy_s=epoch[0] if reached else None,
-                                      train_samples_used=4992, val_samples_used=1984, first_epoch_s=epoch[0])
+                                      train_samples_used=4992, val_samples_used=1984, first_epoch_s=epoch[0],
+                                      contention=contention)
         else:
             median, iqr = train if kind == "train_step" else predict
             stats = _stats(median, iqr, rounds, (data or {}).get(kind))
             median = stats["median"]
             metrics = StepMetrics(staged_batches=8, first_step_s=1.5, samples_per_s=batch_size / median,
                                   plain_loop_median_s=median, harness_vs_plain=1.0,
-                                  roofline=roofline_of(median) if roofline else None)
+                                  roofline=roofline_of(median) if roofline else None, contention=contention)
         benchmarks.append({
             "group": None, "name": f"test_{kind}[{label}]",
             "fullname": f"bench/test_{kind}.py::test_{kind}[{label}]", "params": {"target": label},
@@ -122,6 +126,12 @@ def roofline_of(median_s: float) -> Roofline:
                     ceilings={"gemm_flops_per_s": 5e11, "triad_bytes_per_s": 1e11, "cell_gemm_s": 1e-5,
                               "dispatch_s": 1e-4},
                     bounds_s=bounds, binding="compute", share=0.010 / median_s)
+
+
+def busy(share: float, threshold: float = 0.10) -> Contention:
+    """A contention record: other processes took ``share`` of 2 CPUs over 10 s of timed rounds."""
+    return Contention(wall_s=10.0, cpus=2, other_cpu_s=20.0 * share, steal_s=0.0, share=share,
+                      contended=share >= threshold, threshold=threshold, source="test")
 
 
 def phases_of(step_s: float) -> dict:

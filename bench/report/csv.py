@@ -17,7 +17,8 @@ CSV_FIELDS = ["file", "name", "kind", "backend", "device", "device_name", "profi
               "energy_j_per_step",
               "samples_per_joule", "energy_source", "layout", "replicas", "scaling", "simulated",
               "slowest_replica_ms", "scaling_efficiency", "max_weight_diff_vs_one_device", "flops", "bytes",
-              "counted_vs_analytic", "achieved_gflops", "binding_bound", "share_of_bound"]
+              "counted_vs_analytic", "achieved_gflops", "binding_bound", "share_of_bound", "contended",
+              "other_cpu_share"]
 
 
 def render(report: Report) -> str:

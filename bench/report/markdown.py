@@ -60,6 +60,12 @@ def _notes(group: Group) -> str:
         notes.append("GFLOP/s: analytic FLOPs per step (bench/work.py) over the median. Share of bound: the tightest "
                      "of the compute, recurrence, memory and dispatch bounds (from this machine's ceilings, measured "
                      "by the backend after the timed rounds) over the median.")
+    busy = [s for s in lines if s.contended]
+    if busy:
+        notes.append("(contended): other processes used up to " + ", ".join(
+            f"{s.contended_share:.0%} ({s.backend}: {', '.join(s.contended)})" for s in busy)
+            + " of the CPUs while these benchmarks' timed rounds ran (bench/contention.py): their times measure the "
+              "other work too, and compare does not gate them.")
     differing = group.package_differences()
     if differing:
         notes.append(f"Package sets differ between lines: {'; '.join(differing)}.")

@@ -86,6 +86,10 @@ class Line:
     # --explain: the train step (and its native reference's) split into phases, ms (bench.results.Phases)
     train_phases: dict | None = None
     native_train_phases: dict | None = None
+    # Benchmarks of this line whose timed rounds ran beside other busy processes (bench.contention), and the
+    # largest share of the CPUs those took; compare does not gate such lines.
+    contended: tuple = ()
+    contended_share: float | None = None
 
     @property
     def key(self) -> LineKey:
@@ -97,7 +101,7 @@ class Line:
         label = f"{self.backend} {self.backend_version}"
         if self.variant != "default":
             label += f" [{self.variant}]"
-        return label + (" (incomplete)" if self.incomplete else "")
+        return label + (" (incomplete)" if self.incomplete else "") + (" (contended)" if self.contended else "")
 
 
 @dataclass(frozen=True)
@@ -306,6 +310,9 @@ def _line(members: Sequence[Result]) -> Line:
             setattr(line, f"{kind}_binding", roof.binding)
             setattr(line, f"{kind}_intensity", roof.intensity)
             line.roof = roof.ceilings
+    busy = [r for r in members if r.contention is not None and r.contention.contended]
+    line.contended = tuple(sorted({r.kind for r in busy}))
+    line.contended_share = max((r.contention.share for r in busy), default=None)
     line.train_phases = _phases(train)
     line.native_train_phases = _phases(newest.get("native_train_step"))
     line.processes = max((a.processes for a in (train_all, predict_all, serve_all) if a), default=1)
@@ -443,4 +450,6 @@ def flat(r: Result) -> dict:
             "counted_vs_analytic": roof and roof.counted_vs_analytic,
             "achieved_gflops": roof and roof.achieved_flops_per_s / 1e9, "binding_bound": roof and roof.binding,
             "share_of_bound": roof and roof.share}
+    busy = r.contention
+    row |= {"contended": busy and busy.contended, "other_cpu_share": busy and busy.share}
     return row

@@ -1,0 +1,121 @@
+"""Was the machine busy? The CPU time other processes took while a benchmark's timed rounds ran.
+
+A benchmark timed while something else ran measures the other thing too: on the 2-core machine this
+project runs on, one busy process beside ``make bench`` took torch's train step from about 1 s to
+14-23 s. ``Watch`` reads the kernel's counters (through psutil: ``/proc/stat`` per CPU on Linux) when
+the rounds start and when they end, and reports what the CPUs this process may run on spent busy
+that this process (and its children) did not spend, plus the time a hypervisor gave them to other
+machines (steal). Reading them costs two system calls outside the timed calls.
+
+What it cannot see: another process's cache and memory-bandwidth pressure on CPUs this one is not
+allowed to use, and children that exited during the rounds (their CPU time is counted as other
+processes'). Ranks of a ``--processes`` run are separate processes: each counts the others.
+"""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from bench.results import Contention
+
+# Past this share of the CPUs' time taken by others (other processes + steal), a line is "contended".
+# On this project's 2-core machine with nothing else running, the watch read under 2% (README,
+# "Contention"); one competing busy process reads about 45-50% on a 2-thread benchmark.
+CONTENDED_SHARE = 0.10
+SOURCE = "psutil: per-CPU busy time of the CPUs this process may use, minus this process tree's CPU time"
+
+
+def _cpus() -> list[int]:
+    try:
+        return sorted(psutil.Process().cpu_affinity())
+    except (AttributeError, psutil.Error):  # no affinity on macOS: every CPU
+        return list(range(psutil.cpu_count() or 1))
+
+
+def _busy_and_steal(cpus: list[int]) -> tuple[float, float]:
+    """Seconds the CPUs ``cpus`` spent busy (any process) and stolen, since boot."""
+    per_cpu = psutil.cpu_times(percpu=True)
+    busy = steal = 0.0
+    for i in cpus:
+        if i >= len(per_cpu):
+            continue
+        t = per_cpu[i]
+        # user includes guest and nice includes guest_nice on Linux; idle and iowait are not busy.
+        busy += t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+        steal += getattr(t, "steal", 0.0)
+    return busy, steal
+
+
+def _own_cpu() -> dict[int, float]:
+    """CPU seconds of this process and each living descendant, by pid."""
+    me = psutil.Process()
+    found = {}
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:  # exited between the listing and the read
+            continue
+        found[proc.pid] = t.user + t.system
+    return found
+
+
+class Watch:
+    """Started where the timed rounds start; ``stop()`` where they end returns the ``Contention`` record."""
+
+    def __init__(self, threshold: float = CONTENDED_SHARE) -> None:
+        self.threshold = threshold
+        self.cpus = _cpus()
+        self._own = _own_cpu()
+        self._busy, self._steal = _busy_and_steal(self.cpus)
+        self._wall = time.monotonic()
+
+    def stop(self) -> Contention:
+        wall = time.monotonic() - self._wall
+        busy, steal = _busy_and_steal(self.cpus)
+        own_now = _own_cpu()
+        own = sum(t - self._own.get(pid, 0.0) for pid, t in own_now.items())
+        return contention(wall, len(self.cpus), busy - self._busy, max(0.0, own), steal - self._steal,
+                          self.threshold)
+
+
+def contention(wall_s: float, cpus: int, busy_s: float, own_s: float, steal_s: float,
+               threshold: float = CONTENDED_SHARE) -> Contention:
+    """The record from counter differences: others' CPU time is the busy time this process tree did not spend.
+
+    The kernel's per-CPU counters tick at the scheduler's clock (10 ms at 100 Hz), so a short window
+    can read a little more or less than the truth; the share is clipped to [0, 1].
+    """
+    other = max(0.0, busy_s - own_s)
+    capacity = wall_s * cpus
+    share = min(1.0, max(0.0, (other + max(0.0, steal_s)) / capacity)) if capacity > 0 else 0.0
+    return Contention(wall_s=wall_s, cpus=cpus, other_cpu_s=other, steal_s=max(0.0, steal_s), share=share,
+                      contended=share >= threshold, threshold=threshold, source=SOURCE)
+
+
+def describe(c: Contention) -> str:
+    """'other processes took 46% of the 2 CPUs' time while it ran (contended from 10%)', for warnings."""
+    capacity = c.wall_s * c.cpus
+    others = c.other_cpu_s / capacity if capacity else 0.0
+    steal = f" and the hypervisor {c.steal_s / capacity:.0%} more (steal)" if capacity and c.steal_s else ""
+    cpus = f"{c.cpus} CPUs'" if c.cpus != 1 else "1 CPU's"
+    return (f"other processes took {others:.0%}{steal} of the {cpus} time while "
+            f"it ran (contended from {c.threshold:.0%})")
+
+
+class Contended(RuntimeError):
+    """--strict-cpu: a benchmark's timed rounds ran beside other busy processes."""
+
+
+def warning(kind: str, c: Contention | None, strict: bool) -> str | None:
+    """The console line for a contended benchmark (None when it was not); raises Contended when ``strict``.
+
+    The record keeps the figures either way: the report marks the line and compare does not gate it.
+    """
+    if c is None or not c.contended:
+        return None
+    message = f"{kind} was contended: {describe(c)}"
+    if strict:
+        raise Contended(f"--strict-cpu: {message}")
+    return f"kerasbench WARNING: {message}. Run one thing at a time, or pass --strict-cpu to fail."
