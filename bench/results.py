@@ -112,6 +112,17 @@ class Memory:
 
 
 @dataclass(frozen=True)
+class Precision:
+    """The arithmetic float32 matmuls (Dense, LSTM projections) and the LSTM's recurrence ran in: fp32, tf32, bf16
+    or fp16. Derived from the dtype policy, the device and the backend's TF32 switches by the backend's own
+    rules (``how`` says which); no backend reports the precision a kernel ran in."""
+
+    matmul: str
+    rnn: str
+    how: str
+
+
+@dataclass(frozen=True)
 class Context:
     """Where and how one benchmark ran: what makes two numbers comparable, or not."""
 
@@ -136,6 +147,7 @@ class Context:
     memory: Memory
     runtime: dict = field(default_factory=dict)  # threads, denormal handling, float32 matmul precision (observed)
     layout: ReplicaLayout = field(default_factory=ReplicaLayout)
+    precision: Precision | None = None  # None in files that predate it
 
 
 @dataclass(frozen=True)

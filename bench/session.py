@@ -131,7 +131,7 @@ class Session:
             epochs=described["epochs"], threads=described["threads"], seed=seed,
             model_config=described["model_config"], dataset=imdb.info(),
             jit_compile=adapter.resolved_jit_compile(model), kernel=kernel, memory=results.Memory(**memory),
-            runtime=adapter.runtime_settings(),
+            runtime=adapter.runtime_settings(), precision=adapter.precision(settings.model.dtype_policy, kernel.family),
         )
         if isinstance(metrics, results.StepMetrics) and not self.settings.layout.distributed:
             native = metrics.implementation == "native"

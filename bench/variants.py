@@ -23,6 +23,7 @@ VARIANTS: dict[str, dict] = {
     "fp16": {"dtype_policy": "mixed_float16"},
     "spe8": {"steps_per_execution": 8},  # fit runs 8 steps per compiled call: see the accuracy benchmark
     "flush-denormals": {},  # no model change: a runtime switch (RUNTIME)
+    "strict-fp32": {},  # no model change: TF32 off in every backend (RUNTIME)
 }
 
 # Variants that switch the backend's runtime: keyword arguments of bench.backends.configure.
@@ -30,6 +31,10 @@ RUNTIME: dict[str, dict] = {
     # torch.set_flush_denormal(True): denormal floats become zero on the CPU, as TensorFlow's and
     # XLA's CPU threads already do; LSTM gradients over long sequences can reach denormal range.
     "flush-denormals": {"flush_denormals": True},
+    # On NVIDIA GPUs from Ampere on, float32 matmuls and cuDNN RNNs may run in TF32 (10-bit mantissa), and the
+    # backends' defaults differ (TF and JAX allow it for matmuls, torch only for cuDNN): a backend comparison
+    # in the default variant mixes precisions. This one turns TF32 off everywhere. No effect on CPUs.
+    "strict-fp32": {"strict_fp32": True},
 }
 
 

@@ -20,6 +20,7 @@ from bench.results import (
     Kernel,
     Memory,
     PackageSet,
+    Precision,
     Record,
     ReplicaLayout,
     Roofline,
@@ -58,14 +59,15 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
                 target_accuracy: float = 0.70, data: dict | None = None, run_id: str = "", repeat_index: int = 0,
                 fingerprint: dict | None = None, packages: list[str] | None = None,
                 environment: str = "project venv", roofline: bool = False,
-                contention: Contention | None = None) -> dict:
+                contention: Contention | None = None, precision: Precision | None = None) -> dict:
     """One run's result document; ``train``/``predict``/``epoch`` are (median, IQR) in seconds.
 
     ``data`` maps a kind to its round times (seconds), which then make its statistics; ``run_id`` and
     ``repeat_index`` make the file one process of a repeated run; ``fingerprint`` is the machine's;
     ``packages`` ("name==version", ...) the process's package set, made as ``environment`` says;
     ``roofline`` gives each step record one (``roofline_of``: 5 GFLOP per step, a 10 ms compute bound);
-    ``contention`` is every benchmark's record of other processes' CPU use (``busy``).
+    ``contention`` is every benchmark's record of other processes' CPU use (``busy``); ``precision`` the
+    arithmetic the line's float32 work ran in.
     """
     label = f"{backend}-{device}"
     settings = {"profile": profile, "variant": "default", "dataset_requested": dataset, "device_requested": "auto",
@@ -77,6 +79,7 @@ def make_result(backend: str = "jax", device: str = "cpu", *, profile: str = "qu
         batch_size=batch_size, maxlen=maxlen, epochs=1, threads=2, seed=1337, model_config={},
         dataset={"source": dataset, "train_samples": 5000, "test_samples": 2000, "maxlen": maxlen},
         jit_compile=True, kernel=Kernel("generic (lax.scan)"), memory=Memory(host_rss_growth_mib=1.0),
+        precision=precision,
     )
     if history is None and accuracy is not None:
         history = [{"epoch": 1, "seconds": epoch[0], "loss": 0.5, "accuracy": accuracy, "val_loss": 0.5,

@@ -315,3 +315,31 @@ def test_loss_check_does_not_hold_the_training_loop(backend_name):
     assert on_main_thread and all(on_main_thread) == (backend_name == "tensorflow")
     with pytest.raises(training.NonFiniteLoss, match="at epoch 3, step 1"):
         check.raise_if_failed()
+
+
+# TF32 switches read back from each backend, by default and under strict-fp32: (matmul, cuDNN LSTM).
+DEFAULT_TF32 = {"tensorflow": (True, True), "jax": (True, True), "torch": (False, True)}
+
+
+def test_strict_fp32_variant_turns_every_tf32_switch_off():
+    proc = run_python(
+        "import json\n"
+        "from bench import backends\n"
+        "from bench.variants import runtime_switches\n"
+        "backends.prepare_environment('cpu')\n"
+        "adapter = backends.current()\n"
+        "before = adapter._tf32_switches()[:2]\n"
+        "adapter = backends.configure('cpu', 1, **runtime_switches('strict-fp32'))\n"
+        "matmul, cudnn, how = adapter._tf32_switches()\n"
+        "print(json.dumps({'before': before, 'after': [matmul, cudnn], 'how': how,\n"
+        "                  'settings': adapter.runtime_settings()['float32_matmul']}, default=str))\n"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    name = backends.selected_backend()
+    assert tuple(found["before"]) == DEFAULT_TF32[name]  # the backends' defaults differ: why the variant exists
+    assert found["after"] == [False, False] and found["how"]
+    # On a CPU the record says fp32 whatever the switches: TF32 is an NVIDIA GPU mode.
+    adapter = backends.current()
+    precision = adapter.precision("float32", "loop")
+    assert (precision.matmul, precision.rnn) == ("fp32", "fp32") and "CPU" in precision.how

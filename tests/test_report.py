@@ -402,3 +402,20 @@ def test_achieved_gflops_and_the_share_of_the_bound_come_from_the_median(tmp_pat
         results.load([tmp_path])[0])), "csv"))))
     assert {row["binding_bound"] for row in rows} == {"compute"}
     assert float(rows[0]["achieved_gflops"]) == pytest.approx(50, rel=0.01)
+
+
+def test_a_table_whose_lines_ran_in_different_precisions_says_so(tmp_path):
+    from bench.results import Precision
+
+    tf32 = Precision("tf32", "tf32", "test: TF32 allowed")
+    write_result(tmp_path / "mixed", make_result("jax", device="gpu", precision=tf32))
+    write_result(tmp_path / "mixed", make_result("torch", device="gpu", precision=Precision("fp32", "tf32", "test")))
+    runs, _ = results.load([tmp_path / "mixed"])
+    text = report.text(report.build(results.results_of(runs)), "md")
+    assert ("MIXED PRECISION: the lines ran float32 work in different precisions (jax 1.0.0: matmul tf32, LSTM tf32; "
+            "torch 1.0.0: matmul fp32, LSTM tf32)") in text
+    # Like for like (strict-fp32, or a CPU): no such note.
+    write_result(tmp_path / "same", make_result("jax", device="gpu", precision=tf32))
+    write_result(tmp_path / "same", make_result("torch", device="gpu", precision=tf32))
+    runs, _ = results.load([tmp_path / "same"])
+    assert "MIXED PRECISION" not in report.text(report.build(results.results_of(runs)), "md")

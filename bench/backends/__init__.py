@@ -177,13 +177,14 @@ def implementation(adapter: Adapter | type[Adapter], part: str) -> ModuleType:
     return importlib.import_module(getattr(adapter, f"{part}_module"))
 
 
-def configure(device: str, threads: int, *, flush_denormals: bool = False,
+def configure(device: str, threads: int, *, flush_denormals: bool = False, strict_fp32: bool = False,
               before_start: Callable[[Adapter], None] | None = None) -> Adapter:
     """Import the selected backend, set its threads, resolve and check the device; the adapter from now on.
 
     Call ``prepare_environment(device)`` first. Raises ``BackendError`` for ``device="gpu``
     when the backend sees no GPU (naming the install command where the build is CPU-only).
-    ``flush_denormals`` sets the backend's flush-to-zero mode (the flush-denormals variant).
+    ``flush_denormals`` sets the backend's flush-to-zero mode (the flush-denormals variant);
+    ``strict_fp32`` turns its TF32 modes off (the strict-fp32 variant).
     ``before_start(adapter)`` runs once the backend is imported but before it starts (simulated
     devices and process groups of bench/distributed/ must be set up then).
     """
@@ -191,7 +192,7 @@ def configure(device: str, threads: int, *, flush_denormals: bool = False,
     adapter = _create()
     if before_start is not None:
         before_start(adapter)
-    adapter.configure(device, threads, flush_denormals=flush_denormals)
+    adapter.configure(device, threads, flush_denormals=flush_denormals, strict_fp32=strict_fp32)
     _current = adapter
     return adapter
 

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bench.fingerprint import cpu_model, mib
+from bench.results import Precision
 
 # How to install the GPU set; named wherever a CPU-only build meets a GPU request.
 GPU_INSTALL = ("`make venv-gpu` (that is: `python -m venv .venv-gpu && .venv-gpu/bin/pip install "
@@ -61,6 +62,9 @@ def kernel_family(label: str | None) -> str:
         families.remove("unknown")
     return families[0] if len(families) == 1 else "mixed (" + " + ".join(families) + ")"
 
+
+# Keras's mixed dtype policies: the type layers compute in (variables stay float32).
+MIXED_COMPUTE = {"mixed_bfloat16": "bf16", "mixed_float16": "fp16"}
 
 FAMILIES = ("cudnn", "cuda", "onednn", "aten", "loop", "unknown")
 
@@ -193,8 +197,9 @@ class Adapter:
 
     # --- set-up -----------------------------------------------------------------------------
 
-    def configure(self, device: str, threads: int, *, flush_denormals: bool = False) -> DeviceInfo:
-        """Set thread counts (and denormal flushing), resolve the device (once) and check it against ``device``.
+    def configure(self, device: str, threads: int, *, flush_denormals: bool = False,
+                  strict_fp32: bool = False) -> DeviceInfo:
+        """Set thread counts (denormal flushing, TF32 off), resolve the device (once) and check it against ``device``.
 
         Flushing is set before the backend runs anything, so that the threads it starts later inherit it.
         """
@@ -203,6 +208,8 @@ class Adapter:
         if flush_denormals:
             self._set_flush_denormals()
             self._flush_denormals = True
+        if strict_fp32:
+            self._set_strict_fp32()
         info = self.device
         if device == "gpu" and info.kind != "gpu":
             raise BackendError(self._no_gpu_message())
@@ -279,6 +286,19 @@ class Adapter:
         """The backend's float32 matmul precision settings (TF32 on or off on NVIDIA GPUs)."""
         raise NotImplementedError
 
+    def _set_strict_fp32(self) -> None:
+        """Turn off every TF32 mode of the backend: matmuls and cuDNN RNNs in full float32 (strict-fp32)."""
+        raise NotImplementedError
+
+    def _tf32_switches(self) -> tuple[bool, bool, str]:
+        """Whether the backend's own rules let float32 matmuls, and its cuDNN LSTM, run in TF32 on a GPU
+        that has it; and which settings said so."""
+        raise NotImplementedError
+
+    def _compute_capability(self) -> tuple[int, int] | None:
+        """The GPU's compute capability (major, minor), or None where the backend does not report it."""
+        raise NotImplementedError
+
     def gpu_support(self) -> dict:
         """``{"cuda_build": bool, "gpu_visible": bool, "detail": str}``: can this build use a GPU; does it see one."""
         raise NotImplementedError
@@ -304,6 +324,29 @@ class Adapter:
         raise NotImplementedError
 
     # --- settings that change speed, as the backend reports them ------------------------------
+
+    def precision(self, dtype_policy: str, rnn_family: str) -> Precision:
+        """What float32 matmuls and the LSTM's recurrence ran in (``results.Precision``), by the rules the
+        libraries apply: a mixed policy computes in its 16-bit type; TF32 needs an NVIDIA GPU of compute
+        capability 8.0 or more and the backend's switch for that op (a cuDNN LSTM has its own switch on
+        torch and JAX; any other LSTM kernel is matmuls)."""
+        mixed = MIXED_COMPUTE.get(dtype_policy)
+        if mixed:
+            return Precision(mixed, mixed, f"Keras dtype policy {dtype_policy}: layers compute in {mixed}, "
+                                           "variables stay float32")
+        if self.device.kind != "gpu":
+            return Precision("fp32", "fp32", "float32 on the CPU: TF32 is an NVIDIA GPU mode")
+        matmul_tf32, cudnn_tf32, how = self._tf32_switches()
+        rnn_tf32 = cudnn_tf32 if rnn_family == "cudnn" else matmul_tf32
+        capability = self._compute_capability()
+        if capability is None:
+            tf32 = "tf32 if the GPU has it (compute capability not reported), else fp32"
+            return Precision(tf32 if matmul_tf32 else "fp32", tf32 if rnn_tf32 else "fp32",
+                             f"{how}; LSTM kernel {rnn_family}")
+        has = capability >= (8, 0)
+        where = f"compute capability {capability[0]}.{capability[1]} ({'has' if has else 'no'} TF32)"
+        return Precision("tf32" if has and matmul_tf32 else "fp32", "tf32" if has and rnn_tf32 else "fp32",
+                         f"{how}; {where}; LSTM kernel {rnn_family}")
 
     def runtime_settings(self) -> dict:
         """Threads, denormal handling and float32 matmul precision, as observed now (for each record)."""

@@ -72,6 +72,31 @@ class JaxAdapter(Adapter):
         value = jax.config.jax_default_matmul_precision
         return {"jax_default_matmul_precision": value if value is not None else "None (XLA's default for the device)"}
 
+    def _set_strict_fp32(self) -> None:
+        # "highest": float32 dots in full float32 on GPU, and jax.experimental.rnn's cuDNN LSTM without TF32.
+        jax.config.update("jax_default_matmul_precision", "highest")
+
+    def _tf32_switches(self) -> tuple[bool, bool, str]:
+        from jax.experimental import rnn
+
+        value = jax.config.jax_default_matmul_precision
+        # XLA's GPU default ("default", "high", "tensorfloat32") may use TF32 for float32 dots; only "highest"
+        # (also spelled "float32") keeps full float32.
+        matmul = str(value).lower() not in ("highest", "float32")
+        try:  # jax.experimental.rnn's own rule for its cuDNN LSTM's cudnn_allow_tf32
+            cudnn = rnn._lstm_cudnn_allow_tf32(None)
+            rule = "jax.experimental.rnn._lstm_cudnn_allow_tf32"
+        except (AttributeError, NotImplementedError, ValueError) as exc:
+            cudnn, rule = matmul, f"cuDNN LSTM rule not read ({type(exc).__name__}): taken as the matmuls'"
+        return matmul, cudnn, f"jax_default_matmul_precision = {value} (dots); {rule} = {cudnn}"
+
+    def _compute_capability(self) -> tuple[int, int] | None:
+        found = getattr(jax.local_devices()[0], "compute_capability", None)  # "9.0" on CUDA devices
+        if not found:
+            return None
+        major, _, minor = str(found).partition(".")
+        return int(major), int(minor or 0)
+
     def gpu_support(self) -> dict:
         plugin = _installed(CUDA_PLUGINS)
         try:

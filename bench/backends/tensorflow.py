@@ -91,6 +91,19 @@ class TensorFlowAdapter(Adapter):
     def _matmul_precision(self) -> dict:
         return {"tensor_float_32_execution_enabled": tf.config.experimental.tensor_float_32_execution_enabled()}
 
+    def _set_strict_fp32(self) -> None:
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+
+    def _tf32_switches(self) -> tuple[bool, bool, str]:
+        # One switch for matmuls, convolutions and cuDNN RNNs alike.
+        on = tf.config.experimental.tensor_float_32_execution_enabled()
+        return on, on, f"tf.config.experimental.tensor_float_32_execution_enabled() = {on} (matmuls and cuDNN RNNs)"
+
+    def _compute_capability(self) -> tuple[int, int] | None:
+        gpus = tf.config.list_physical_devices("GPU")
+        found = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability") if gpus else None
+        return tuple(found) if found else None
+
     def gpu_support(self) -> dict:
         built = tf.test.is_built_with_cuda()
         detail = (f"tensorflow {tf.__version__} built with CUDA" if built

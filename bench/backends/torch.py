@@ -53,9 +53,32 @@ class TorchAdapter(Adapter):
 
     def _matmul_precision(self) -> dict:
         # TF32 only exists on NVIDIA GPUs (Ampere and later); on CPU these are settings without effect.
-        return {"torch.get_float32_matmul_precision": torch.get_float32_matmul_precision(),
-                "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-                "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32}
+        found = {"torch.get_float32_matmul_precision": torch.get_float32_matmul_precision(),
+                 "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32}
+        try:
+            found["torch.backends.cudnn.allow_tf32"] = torch.backends.cudnn.allow_tf32
+        except RuntimeError as exc:  # the legacy and per-op APIs were mixed: torch reads neither as one flag
+            found["torch.backends.cudnn.allow_tf32"] = f"unreadable: {exc}"
+        found["torch.backends.cudnn.rnn.fp32_precision"] = torch.backends.cudnn.rnn.fp32_precision
+        return found
+
+    def _set_strict_fp32(self) -> None:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False  # on by default: cuDNN's LSTM would run in TF32
+        torch.set_float32_matmul_precision("highest")
+
+    def _tf32_switches(self) -> tuple[bool, bool, str]:
+        matmul = torch.backends.cuda.matmul.allow_tf32
+        try:
+            cudnn = torch.backends.cudnn.allow_tf32
+            how = f"torch.backends.cudnn.allow_tf32 = {cudnn}"
+        except RuntimeError:  # torch refuses the legacy flag once the per-op API set cuDNN's conv and RNN apart
+            cudnn = torch.backends.cudnn.rnn.fp32_precision == "tf32"
+            how = f"torch.backends.cudnn.rnn.fp32_precision = {torch.backends.cudnn.rnn.fp32_precision!r}"
+        return matmul, cudnn, f"torch.backends.cuda.matmul.allow_tf32 = {matmul}, {how}"
+
+    def _compute_capability(self) -> tuple[int, int] | None:
+        return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None
 
     def gpu_support(self) -> dict:
         cuda = torch.version.cuda

@@ -60,6 +60,10 @@ def _notes(group: Group) -> str:
         notes.append("GFLOP/s: analytic FLOPs per step (bench/work.py) over the median. Share of bound: the tightest "
                      "of the compute, recurrence, memory and dispatch bounds (from this machine's ceilings, measured "
                      "by the backend after the timed rounds) over the median.")
+    if len({s.precision for s in lines if s.precision}) > 1:
+        notes.append("MIXED PRECISION: the lines ran float32 work in different precisions ("
+                     + "; ".join(f"{s.label}: {s.precision}" for s in lines if s.precision)
+                     + "): their times are not like for like; --variant strict-fp32 turns TF32 off everywhere.")
     busy = [s for s in lines if s.contended]
     if busy:
         notes.append("(contended): other processes used up to " + ", ".join(

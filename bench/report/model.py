@@ -90,6 +90,7 @@ class Line:
     # largest share of the CPUs those took; compare does not gate such lines.
     contended: tuple = ()
     contended_share: float | None = None
+    precision: str | None = None  # "matmul tf32, LSTM fp32" (results.Precision); None in older files
 
     @property
     def key(self) -> LineKey:
@@ -310,6 +311,8 @@ def _line(members: Sequence[Result]) -> Line:
             setattr(line, f"{kind}_binding", roof.binding)
             setattr(line, f"{kind}_intensity", roof.intensity)
             line.roof = roof.ceilings
+    p = c.precision
+    line.precision = f"matmul {p.matmul}, LSTM {p.rnn}" if p else None
     busy = [r for r in members if r.contention is not None and r.contention.contended]
     line.contended = tuple(sorted({r.kind for r in busy}))
     line.contended_share = max((r.contention.share for r in busy), default=None)
