@@ -63,11 +63,12 @@ def loop_label(out: Any = None) -> str:
 
 
 def _first_tensor(out: Any) -> Any:
-    """The first tensor in a nest of tuples and lists (Keras's LSTM functions return outputs and states)."""
-    if isinstance(out, torch.Tensor):
+    """The first tensor (what has a dtype and a device) in a nest of tuples and lists (Keras's LSTM functions
+    return outputs and states)."""
+    if hasattr(out, "dtype") and hasattr(out, "device"):
         return out
-    for item in out:
-        found = _first_tensor(item) if isinstance(item, tuple | list | torch.Tensor) else None
+    for item in out if isinstance(out, tuple | list) else ():
+        found = _first_tensor(item)
         if found is not None:
             return found
     return None
