@@ -55,6 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(str(ended), returncode=ended.returncode)
     if session.gpu_problem:
         config.issue_config_time_warning(pytest.PytestWarning(session.gpu_problem), stacklevel=2)
+    if session.variant_note:
+        config.issue_config_time_warning(pytest.PytestWarning(session.variant_note), stacklevel=2)
     config.stash[_SESSION] = session
 
     def interrupt(signum: int, frame: object) -> None:

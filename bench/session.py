@@ -25,7 +25,7 @@ from bench.distributed import launcher
 from bench.distributed.engine import Engine, engine_for
 from bench.distributed.layout import rank_from_env
 from bench.settings import RunSettings
-from bench.variants import check_supported, runtime_switches
+from bench.variants import check_supported, runtime_switches, same_as
 
 INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED: this module does not import pytest
 
@@ -52,6 +52,7 @@ class Session:
     started: datetime
     gpu_watch: gpu.GpuWatch | None = None  # NVML's view of the GPU this run measures on (GPU runs only)
     gpu_problem: str | None = None  # why the GPU may be shared, to warn about
+    variant_note: str | None = None  # why the variant is the same program as another here, to warn about
     path: Path | None = None  # the result file, named when the first benchmark finishes
     machine_info: dict | None = None  # pytest-benchmark's, computed once
     commit_info: dict | None = None
@@ -89,6 +90,8 @@ class Session:
 
         adapter = backends.configure(settings.device, settings.threads, **runtime_switches(settings.variant),
                                      before_start=start_engine)
+        # What the device decides, now that it is known: still before any model is built.
+        check_supported(settings.variant, adapter, adapter.device.kind)
         engines[0].after_start(adapter)
         watch = watch if adapter.device.kind == "gpu" else None
         problem = gpu_neighbours_problem(watch)
@@ -96,7 +99,8 @@ class Session:
             raise GpuNeighbours(f"--strict-gpu: {problem}")
         adapter.install_lstm_spy()
         return cls(settings=settings, adapter=adapter, engine=engines[0], started=datetime.now(timezone.utc),
-                   gpu_watch=watch, gpu_problem=problem)
+                   gpu_watch=watch, gpu_problem=problem,
+                   variant_note=same_as(settings.variant, adapter, adapter.device.kind))
 
     @property
     def label(self) -> str:

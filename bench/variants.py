@@ -16,10 +16,12 @@ if TYPE_CHECKING:
 DEFAULT_VARIANT = "default"
 
 VARIANTS: dict[str, dict] = {
-    DEFAULT_VARIANT: {},  # jit_compile="auto": XLA on TF and JAX, eager on torch
-    "jit": {"jit_compile": True},  # torch: torch.compile through Keras
+    # jit_compile="auto": XLA on JAX, eager on torch; on TF never XLA for this model: Keras turns it off on
+    # CPU-only machines, and on a GPU the LSTM does (supports_jit=False beside its cuDNN kernel).
+    DEFAULT_VARIANT: {},
+    "jit": {"jit_compile": True},  # XLA on TF (CPU only: see GPU_SAME_AS) and JAX; torch.compile through Keras
     "no-jit": {"jit_compile": False},  # TF and JAX eager (JAX still jits ops one by one)
-    "bf16": {"dtype_policy": "mixed_bfloat16"},
+    "bf16": {"dtype_policy": "mixed_bfloat16"},  # refused on a JAX GPU (GPU_NEEDS)
     "fp16": {"dtype_policy": "mixed_float16"},
     "spe8": {"steps_per_execution": 8},  # fit runs 8 steps per compiled call: see the accuracy benchmark
     "flush-denormals": {},  # no model change: a runtime switch (RUNTIME)
@@ -46,11 +48,36 @@ NEEDS: dict[str, str] = {
 }
 
 
-def check_supported(name: str, adapter: Adapter | type[Adapter]) -> None:
-    """Raise ValueError when variant ``name`` cannot run on ``adapter``'s backend."""
+# On a GPU, the capability a variant needs besides: known only once the device is, still before anything runs.
+GPU_NEEDS: dict[str, str] = {
+    "bf16": "supports_half_lstm_on_gpu",
+    "fp16": "supports_half_lstm_on_gpu",
+}
+
+# On a GPU, variants that run but are the same program as another where the adapter lacks a capability:
+# (capability, the variant it equals). Said up front and in each record's jit_compile.
+GPU_SAME_AS: dict[str, tuple[str, str]] = {
+    "jit": ("supports_jit_on_gpu", "no-jit"),
+}
+
+
+def check_supported(name: str, adapter: Adapter | type[Adapter], device: str | None = None) -> None:
+    """Raise ValueError when variant ``name`` cannot run on ``adapter``'s backend (on ``device``, once known)."""
     why = adapter.lacks(NEEDS[name]) if name in NEEDS else None
+    where = ""
+    if why is None and device == "gpu" and name in GPU_NEEDS:
+        why, where = adapter.lacks(GPU_NEEDS[name]), " on a GPU"
     if why:
-        raise ValueError(f"variant {name!r} cannot run on the {adapter.name} backend: {why}.")
+        raise ValueError(f"variant {name!r} cannot run on the {adapter.name} backend{where}: {why}.")
+
+
+def same_as(name: str, adapter: Adapter | type[Adapter], device: str) -> str | None:
+    """Why variant ``name`` is the same program as another on ``adapter``'s backend on ``device``, or None."""
+    if device != "gpu" or name not in GPU_SAME_AS:
+        return None
+    capability, other = GPU_SAME_AS[name]
+    why = adapter.lacks(capability)
+    return f"variant {name!r} on the {adapter.name} backend on a GPU is the same as {other!r}: {why}." if why else None
 
 
 def get_variant(name: str) -> dict:

@@ -5,6 +5,8 @@ TensorFlow's graph ops), so a label the spy got wrong shows up as a mismatch. On
 runs a loop; a layer setting that keeps Keras off its fused kernel is named in the label.
 """
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -71,16 +73,63 @@ def test_a_wrong_label_is_reported_as_a_mismatch(adapter):
     assert check.family == "loop"  # what ran is the program's word, not the spy's
 
 
+# Where a setting does not keep Keras off cuDNN on a GPU: TensorFlow's lstm hands a (right-padded) mask to
+# CudnnRNNV3 (keras/src/backend/tensorflow/rnn.py: _cudnn_lstm); torch's and JAX's raise NotImplementedError.
+ON_GPU = {("tensorflow", "mask"): "cudnn"}
+
+
 @pytest.mark.parametrize(("setting", "label"), [
     ({"mask_zero": True}, "masked input"),
     ({"recurrent_dropout": 0.25}, "fused kernel not tried: layer settings"),
 ], ids=["mask", "recurrent_dropout"])
-def test_a_setting_that_keeps_keras_off_the_fused_kernel_is_labelled(adapter, setting, label):
+def test_a_setting_that_keeps_keras_off_the_fused_kernel_is_labelled(adapter, backend_name, setting, label):
     model = tiny(**setting)
     model.predict_on_batch(X)
     spied = adapter.take_lstm_paths()
-    assert spied == f"generic ({adapter.generic_loop}; {label})"
+    case = (backend_name, "mask" if "mask_zero" in setting else "recurrent_dropout")
+    if adapter.device.kind == "gpu" and case in ON_GPU:
+        assert spied == ON_GPU[case]
+    else:
+        assert spied == f"generic ({adapter.generic_loop}; {label})"
     assert adapter.kernel_cross_check(model, X, spied).verdict == "agrees"
+
+
+def test_cudnn_runs_on_a_gpu(adapter):
+    # The one test that needs a GPU (skipped without): the default model's LSTMs run cuDNN, by the spy and by
+    # the executed program, on whichever backend runs it.
+    if adapter.device.kind != "gpu":
+        pytest.skip("needs a GPU: cuDNN runs only there")
+    model = tiny()
+    model.predict_on_batch(X)
+    spied = adapter.take_lstm_paths()
+    assert kernel_family(spied) == "cudnn", spied
+    check = adapter.kernel_cross_check(model, X, spied)
+    assert check.family == "cudnn" and check.verdict == "agrees", check
+
+
+# Where Keras asks whether a GPU (and cuDNN) is there before it picks its LSTM kernel, per backend.
+GPU_PROBE = {"tensorflow": ("keras.src.backend.tensorflow.rnn", "_is_gpu_available"),
+             "jax": ("keras.src.backend.jax.rnn", "_is_gpu_available"),
+             "torch": ("keras.src.backend.torch.rnn", "_is_cuda_cudnn_available")}
+
+
+def test_jit_on_a_gpu_is_what_keras_makes_of_it(adapter, backend_name, monkeypatch):
+    # Keras's own rule, run with its GPU probe answering yes: TensorFlow's LSTM sets supports_jit=False beside
+    # cuDNN, and Keras compiles without XLA; the adapter's flag and the recorded jit_compile say the same.
+    module, probe = GPU_PROBE[backend_name]
+    monkeypatch.setattr(importlib.import_module(module), probe, lambda: True)
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((None,), dtype="int32")
+    x = layers.Bidirectional(layers.LSTM(4))(layers.Embedding(50, 8)(inputs))
+    model = keras.Model(inputs, layers.Dense(1)(x))
+    model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=True)
+    resolved = adapter.resolved_jit_compile(model)
+    assert (resolved is True) == adapter.supports_jit_on_gpu
+    if not adapter.supports_jit_on_gpu:
+        assert resolved.startswith("False (jit_compile=True asked; Keras turned it off: supports_jit is False on "
+                                   "LSTM")
 
 
 @pytest.mark.parametrize(("label", "family"), [
@@ -112,3 +161,4 @@ def test_compare_kernels():
     assert compare_kernels("unknown", program).startswith("not checked: the spy saw no LSTM call")
     assert compare_kernels("cudnn", "not checked: RuntimeError: boom") == "not checked: RuntimeError: boom"
     assert compare_kernels("cudnn", "unknown: 0 HLO while loop").startswith("not checked: the executed program")
+

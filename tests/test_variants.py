@@ -17,6 +17,13 @@ REFUSED = {
 }
 
 
+# Per backend, the variants refused on a GPU only (the device is known once the backend has started), and those
+# that run there but are the same program as another.
+REFUSED_ON_GPU = {"torch": {}, "tensorflow": {},
+                  "jax": {"bf16": "Unknown output type", "fp16": "Unknown output type"}}
+SAME_ON_GPU = {"torch": {}, "jax": {}, "tensorflow": {"jit": "no-jit"}}
+
+
 @pytest.mark.per_backend
 def test_the_selected_backends_refusals_come_from_its_adapter(backend_name):
     adapter = backends.current()
@@ -84,3 +91,41 @@ def test_precision_follows_the_dtype_policy_the_kernel_and_the_gpu():
 def test_strict_fp32_is_a_runtime_switch():
     assert variants.get_variant("strict-fp32") == {}  # no model change
     assert variants.runtime_switches("strict-fp32") == {"strict_fp32": True}
+@pytest.mark.per_backend
+def test_on_a_gpu_a_variant_is_refused_up_front_or_said_to_be_another(backend_name):
+    adapter = backends.current()
+    for name in variants.VARIANTS:
+        if name in REFUSED[backend_name]:
+            continue
+        variants.check_supported(name, adapter, "cpu")
+        assert variants.same_as(name, adapter, "cpu") is None
+        refused = REFUSED_ON_GPU[backend_name].get(name)
+        if refused is None:
+            variants.check_supported(name, adapter, "gpu")
+        else:
+            with pytest.raises(ValueError, match=f"variant '{name}' cannot run on the {backend_name} backend on a "
+                                                 f"GPU: .*{refused}"):
+                variants.check_supported(name, adapter, "gpu")
+        note = variants.same_as(name, adapter, "gpu")
+        other = SAME_ON_GPU[backend_name].get(name)
+        assert (note is None) == (other is None), (name, note)
+        if other is not None:
+            assert note.startswith(f"variant '{name}' on the {backend_name} backend on a GPU is the same as "
+                                   f"'{other}': ") and "supports_jit=False" in note
+
+
+def test_a_gpu_only_capability_is_asked_only_on_a_gpu():
+    class NoHalf(Adapter):
+        name = "nohalf"
+        supports_half_lstm_on_gpu = False
+        why_not = {"supports_half_lstm_on_gpu": "its fused LSTM does not compile for half precision"}  # noqa: RUF012
+
+    variants.check_supported("bf16", NoHalf, "cpu")
+    variants.check_supported("bf16", NoHalf)  # device not known yet: only device-independent needs are asked
+    with pytest.raises(ValueError, match="variant 'fp16' cannot run on the nohalf backend on a GPU: its fused LSTM "
+                                         "does not compile for half precision"):
+        variants.check_supported("fp16", NoHalf, "gpu")
+    for capability in variants.GPU_NEEDS.values():
+        assert isinstance(getattr(Adapter, capability), bool), capability
+    for capability, other in variants.GPU_SAME_AS.values():
+        assert isinstance(getattr(Adapter, capability), bool) and other in variants.VARIANTS

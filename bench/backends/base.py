@@ -176,6 +176,10 @@ class Adapter:
     supports_devices: ClassVar[bool] = True  # --devices N: one process driving N devices
     supports_steps_per_execution: ClassVar[bool] = True  # the spe8 variant
     supports_flush_denormals: ClassVar[bool] = False  # the flush-denormals variant: a switch of the backend's own
+    # On a GPU: Keras's fused LSTM compiles for bfloat16/float16 there, or falls back by itself (bf16, fp16).
+    supports_half_lstm_on_gpu: ClassVar[bool] = True
+    # On a GPU: jit_compile=True compiles this model with XLA / torch.compile (else jit is the same as no-jit).
+    supports_jit_on_gpu: ClassVar[bool] = True
     why_not: ClassVar[dict[str, str]] = {}
 
     # The spy patches Keras functions, which are process-wide: so is what it saw.
@@ -432,8 +436,18 @@ class Adapter:
         return None, f"not profiled: kerasbench reads no profiler of the {self.name} backend"
 
     def resolved_jit_compile(self, model: Any) -> bool | str:
-        """What ``jit_compile="auto"`` became for this model (XLA for TF/JAX; torch.compile for torch)."""
-        return getattr(model, "jit_compile", "unknown")
+        """What ``jit_compile="auto"`` became for this model (XLA for TF/JAX; torch.compile for torch).
+
+        Where True was asked and Keras turned it off (a layer whose ``supports_jit`` is False: Keras's
+        trainer.py, ``model_supports_jit``), a string that starts "False" and names those layers.
+        """
+        resolved = getattr(model, "jit_compile", "unknown")
+        asked = getattr(getattr(model, "_compile_config", None), "config", {}).get("jit_compile")
+        if asked is True and resolved is False:
+            off = sorted({type(layer).__name__ for layer in model._flatten_layers() if not layer.supports_jit})
+            return (f"False (jit_compile=True asked; Keras turned it off: supports_jit is False on "
+                    f"{', '.join(off) or 'no layer'}; the same program as jit_compile=False)")
+        return resolved
 
     # --- memory -----------------------------------------------------------------------------
 
@@ -485,7 +499,7 @@ class Adapter:
         def declined() -> None:
             state["lstm_declined"] = True
 
-        def generic_label(args: tuple, kwargs: dict) -> str:
+        def generic_label(args: tuple, kwargs: dict, out: Any) -> str:
             # backend.rnn(step_function, inputs, initial_states, go_backwards, mask, ...)
             mask = kwargs.get("mask", args[4] if len(args) > 4 else None)
             tried, state["lstm_declined"] = state["lstm_declined"], False
@@ -496,10 +510,15 @@ class Adapter:
             return f"generic ({generic})"
 
         fused, both = self.fused_lstm_label, self.fused_bidirectional_label
-        self._watch(kbackend, "lstm", (lambda a, k: fused), on_decline=declined)
-        self._watch(kbackend, "bidirectional_lstm", lambda a, k: both)
+        self._watch(kbackend, "lstm", lambda a, k, out: fused and self._fused_label(fused, out), on_decline=declined)
+        self._watch(kbackend, "bidirectional_lstm", lambda a, k, out: both and self._fused_label(both, out))
         self._watch(kbackend, "rnn", generic_label)
         self._install_backend_lstm_spies()
+
+    def _fused_label(self, label: str, out: Any) -> str:
+        """The label of a fused LSTM call that returned ``out``: ``label``, unless the backend library picks the
+        kernel again below Keras (torch's ATen does, by dtype), where the subclass applies that rule."""
+        return label
 
     def take_lstm_paths(self) -> str:
         """The LSTM kernel paths seen since the last call, e.g. ``"generic (lax.scan)"``."""
@@ -516,9 +535,10 @@ class Adapter:
         finally:
             self._spy_state["paused"] -= 1
 
-    def _watch(self, module: Any, attr: str, label: Callable[[tuple, dict], str | None],
+    def _watch(self, module: Any, attr: str, label: Callable[[tuple, dict, Any], str | None],
                on_decline: Callable[[], None] | None = None) -> None:
-        """Record ``label(args, kwargs)`` after each real call of ``module.attr`` returns (nothing if absent)."""
+        """Record ``label(args, kwargs, out)`` after each real call of ``module.attr`` returns ``out`` (nothing if
+        absent)."""
         original: Callable | None = getattr(module, attr, None)
         if original is None:
             return
@@ -534,7 +554,7 @@ class Adapter:
                 if on_decline is not None:
                     on_decline()
                 raise
-            found = label(args, kwargs)
+            found = label(args, kwargs, out)
             if found:
                 paths.add(found)
             return out
@@ -542,9 +562,10 @@ class Adapter:
         spy._kerasbench_spy = True
         setattr(module, attr, spy)
 
-    def _wrap_lstm_kernel(self, module: Any, attr: str, label: str) -> None:
-        """Record ``label`` after each real call of ``module.attr`` returns (nothing if Keras has no such function)."""
-        self._watch(module, attr, lambda a, k: label)
+    def _wrap_lstm_kernel(self, module: Any, attr: str, label: str | Callable[[Any], str]) -> None:
+        """Record ``label`` (or ``label(out)``) after each real call of ``module.attr`` returns ``out`` (nothing if
+        Keras has no such function)."""
+        self._watch(module, attr, lambda a, k, out: label(out) if callable(label) else label)
 
     def kernel_cross_check(self, model: Any, x: np.ndarray, spied: str) -> KernelCheck:
         """Check the spy's label ``spied`` against the program the backend executes for ``model(x)``.

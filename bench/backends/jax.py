@@ -30,9 +30,15 @@ class JaxAdapter(Adapter):
     device_peak_scope = "process lifetime"
     distributed_module = "bench.distributed.jax"
     native_module = "bench.native.jax"
+    supports_half_lstm_on_gpu = False
     why_not: ClassVar[dict[str, str]] = {
         "supports_flush_denormals": "it is a PyTorch switch; XLA:CPU flushes denormals already "
                                     "(each record's runtime.denormals shows what was observed)",
+        "supports_half_lstm_on_gpu": "on a GPU Keras's JAX LSTM takes jax.experimental.rnn's cuDNN kernel, whose "
+                                     "lowering (jaxlib/gpu_rnn.py: _rnn_fwd_lowering) takes float32 and float64 "
+                                     "only: a bfloat16 or float16 step fails with \"ValueError: Unknown output "
+                                     "type\" when Keras's jitted step compiles, outside Keras's fallback to "
+                                     "lax.scan",
     }
 
     def __init__(self) -> None:

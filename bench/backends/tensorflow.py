@@ -18,7 +18,11 @@ class TensorFlowAdapter(Adapter):
     generic_loop = "tf.while_loop"
     fused_bidirectional_label = None  # Keras 3.15's TensorFlow backend has no fused bidirectional LSTM
     distributed_module = "bench.distributed.tensorflow"
+    supports_jit_on_gpu = False
     why_not: ClassVar[dict[str, str]] = {
+        "supports_jit_on_gpu": "where a GPU is visible Keras's TensorFlow LSTM sets supports_jit=False (its cuDNN "
+                               "kernel is not XLA-compatible: keras/src/layers/rnn/lstm.py), so Keras compiles the "
+                               "step without XLA",
         "native_module": "no native reference for the tensorflow backend: a TensorFlow user's LSTM is tf.keras, "
                          "which is Keras itself",
         "supports_flush_denormals": "it is a PyTorch switch; TensorFlow's CPU threads flush denormals already "

@@ -5,12 +5,73 @@ from __future__ import annotations
 import collections
 import importlib
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
 import torch  # absolute import: the real PyTorch, not this module
 
 from bench.backends.base import Adapter, StepCount, describe_program, family_of
+
+# The loop Keras runs where it does not call torch._VF.lstm (CPU, torch.compile, non-default activations).
+LOOP_LABEL = "fused input projection + python per-timestep loop"
+# ATen runs cuDNN's RNN for bfloat16 only when built with cuDNN 9.13 or later, on sm_80 or newer
+# (aten/src/ATen/cuda/detail/CUDAHooks.cpp: supportsBFloat16RNNWithCuDNN, pytorch#164411, torch 2.10+).
+CUDNN_BF16_RNN_VERSION = 91300
+CUDNN_BF16_RNN_CAPABILITY = 8
+
+
+def aten_lstm_uses_cudnn(tensor: Any) -> tuple[bool, str]:
+    """Whether ATen's ``torch._VF.lstm`` on ``tensor`` (its input or output) runs cuDNN, and if not, why.
+
+    ATen's rule (aten/src/ATen/native/RNN.cpp: ``use_cudnn``): ``at::cudnn_is_acceptable`` (cuDNN
+    enabled and built in, a CUDA tensor) and a half, float or double tensor, or a bfloat16 one where
+    ``supportsBFloat16RNNWithCuDNN``. Otherwise ATen runs its own LSTM: one fused CUDA cell kernel per
+    timestep. ``torch.backends.cudnn.is_acceptable`` is that check in Python for the first three dtypes;
+    it refuses bfloat16 whatever the build, so for bfloat16 it is asked of a float32 stand-in and the
+    version and capability are read as ATen reads them.
+    """
+    acceptable = torch.backends.cudnn.is_acceptable
+    if tensor.dtype != torch.bfloat16:
+        if acceptable(tensor):
+            return True, ""
+        return False, (f"torch.backends.cudnn.is_acceptable is False for {tensor.dtype} on {tensor.device.type} "
+                       f"(cudnn.enabled={torch.backends.cudnn.enabled})")
+    if not acceptable(SimpleNamespace(device=tensor.device, dtype=torch.float32)):
+        return False, f"cuDNN is not usable on {tensor.device.type} (cudnn.enabled={torch.backends.cudnn.enabled})"
+    version = torch.backends.cudnn.version() or 0
+    major, minor = torch.cuda.get_device_capability(tensor.device)
+    if version >= CUDNN_BF16_RNN_VERSION and major >= CUDNN_BF16_RNN_CAPABILITY:
+        return True, ""
+    return False, (f"bfloat16: ATen runs cuDNN's RNN only when built with cuDNN >= 9.13 on sm_80+; this is cuDNN "
+                   f"{version} on sm_{major}{minor}")
+
+
+def vf_lstm_label(label: str, out: Any) -> str:
+    """``label`` where ATen ran cuDNN for the output ``out`` of Keras's ``torch._VF.lstm`` call, else ATen's own."""
+    tensor = _first_tensor(out)
+    if tensor is None:  # never from Keras 3.15; a label is still owed
+        return f"{label} (not checked against ATen's rule: no tensor returned)"
+    uses, why = aten_lstm_uses_cudnn(tensor)
+    return label if uses else f"torch._VF.lstm on CUDA without cuDNN: ATen's fused LSTM cell per timestep ({why})"
+
+
+def loop_label(out: Any = None) -> str:
+    """Keras's torch loop; named as traced by torch.compile where it is, the one reason Keras skips cuDNN on CUDA
+    (keras/src/backend/torch/rnn.py: ``lstm`` and ``bidirectional_lstm`` test ``torch.compiler.is_compiling``)."""
+    return f"{LOOP_LABEL} (traced by torch.compile)" if torch.compiler.is_compiling() else LOOP_LABEL
+
+
+def _first_tensor(out: Any) -> Any:
+    """The first tensor (what has a dtype and a device) in a nest of tuples and lists (Keras's LSTM functions
+    return outputs and states)."""
+    if hasattr(out, "dtype") and hasattr(out, "device"):
+        return out
+    for item in out if isinstance(out, tuple | list) else ():
+        found = _first_tensor(item)
+        if found is not None:
+            return found
+    return None
 
 
 class TorchAdapter(Adapter):
@@ -95,22 +156,30 @@ class TorchAdapter(Adapter):
         return facts
 
     def _program_kernel(self, model: Any, x: np.ndarray) -> str:
-        """Op names torch's profiler saw in one inference call (what ``predict_on_batch`` runs)."""
+        """Op names torch's profiler saw in one ``predict_on_batch``: Keras's predict function, compiled with
+        torch.compile where the timed step was (Keras skips cuDNN while compiling, so an eager call would
+        show another program). Building that compiled function here costs a compilation, outside timing."""
         import keras
         from torch.profiler import ProfilerActivity, profile
 
         tensor = keras.ops.convert_to_tensor(x)
-        with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
-            model(tensor, training=False)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model.predict_on_batch(tensor)
         ops: collections.Counter = collections.Counter()
-        for event in prof.key_averages():
-            ops[event.key] += event.count
+        loose_matmuls = compiled = 0
+        for event in prof.events():
+            ops[event.name] += 1
+            compiled += event.name.startswith("Torch-Compiled Region")
+            # A per-timestep matmul of Keras's loop, not one of ATen's own LSTM (counted by its kernel below).
+            loose_matmuls += event.name in ("aten::mm", "aten::addmm") and not _inside(event, "aten::lstm")
         marks = [("cudnn", "aten::_cudnn_rnn", ops["aten::_cudnn_rnn"], 1),
                  ("onednn", "aten::mkldnn_rnn_layer", ops["aten::mkldnn_rnn_layer"], 1),
-                 ("loop", "aten::mm/addmm", ops["aten::mm"] + ops["aten::addmm"], x.shape[1])]
-        if not (marks[0][2] or marks[1][2]):  # aten::lstm on neither fused kernel: ATen's own
+                 ("cuda", "aten::_thnn_fused_lstm_cell", ops["aten::_thnn_fused_lstm_cell"], 1),
+                 ("loop", "aten::mm/addmm outside aten::lstm", loose_matmuls, x.shape[1])]
+        if not any(n for _, _, n, _ in marks[:3]):  # aten::lstm on none of its fused kernels: ATen's own
             marks.append(("aten", "aten::lstm", ops["aten::lstm"], 1))
-        return describe_program(marks, x.shape[1], "one forward pass (torch.profiler)")
+        how = f"torch.compile'd by Keras, {compiled} compiled regions" if compiled else "eager"
+        return describe_program(marks, x.shape[1], f"one predict_on_batch ({how}; torch.profiler)")
 
     def _count_step(self, model: Any, x: np.ndarray, y: np.ndarray, train: bool) -> StepCount:
         """torch's ``FlopCounterMode`` over one ``train_on_batch`` / ``predict_on_batch`` (what the timed step
@@ -205,5 +274,19 @@ class TorchAdapter(Adapter):
             torch_rnn = importlib.import_module("keras.src.backend.torch.rnn")
         except ImportError:
             return
-        self._wrap_lstm_kernel(torch_rnn, "_cudnn_lstm", "cudnn")
-        self._wrap_lstm_kernel(torch_rnn, "_fallback_lstm", "fused input projection + python per-timestep loop")
+        self._wrap_lstm_kernel(torch_rnn, "_cudnn_lstm", lambda out: vf_lstm_label("cudnn", out))
+        self._wrap_lstm_kernel(torch_rnn, "_fallback_lstm", loop_label)
+
+    def _fused_label(self, label: str, out: Any) -> str:
+        # Keras calls torch._VF.lstm; ATen picks cuDNN or its own CUDA cell by dtype below it.
+        return vf_lstm_label(label, out)
+
+
+def _inside(event: Any, name: str) -> bool:
+    """Whether a profiler event ran inside an op called ``name``."""
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name == name:
+            return True
+        parent = parent.cpu_parent
+    return False
