@@ -27,7 +27,7 @@ def test_gpu_check_refuses_when_no_backend_sees_a_gpu():
     (paragraph,) = printed
     assert paragraph.startswith("kerasbench gpu-check: no GPU is visible to any installed backend")
     assert "torch: not installed" in paragraph and "jax: jax without a CUDA plugin" in paragraph
-    assert "make venv-gpu" in paragraph and "constraints-gpu.txt" in paragraph and "\n" not in paragraph
+    assert "make venv-gpu" in paragraph and "constraints-gpu-tf.txt" in paragraph and "\n" not in paragraph
 
 
 def test_gpu_check_runs_the_backends_that_see_a_gpu(tmp_path, monkeypatch):
@@ -57,4 +57,4 @@ def test_the_command_refuses_without_a_gpu_and_says_how_to_install():
     done = run_cli("gpu-check")
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stdout.startswith("kerasbench gpu-check: no GPU is visible to any installed backend")
-    assert "make venv-gpu" in done.stdout and "constraints-gpu.txt" in done.stdout
+    assert "make venv-gpu" in done.stdout and "constraints-gpu-tf.txt" in done.stdout

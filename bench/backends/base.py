@@ -23,8 +23,9 @@ import numpy as np
 from bench.fingerprint import cpu_model, mib
 
 # How to install the GPU set; named wherever a CPU-only build meets a GPU request.
-GPU_INSTALL = ("`make venv-gpu` (that is: `python -m venv .venv-gpu && .venv-gpu/bin/pip install "
-               "-c constraints-gpu.txt -e '.[gpu,report,dev]'`)")
+GPU_INSTALL = ("`make venv-gpu` (one venv per CUDA major: .venv-gpu-tf for TensorFlow from constraints-gpu-tf.txt "
+               "and the extra gpu-tf, .venv-gpu for JAX and PyTorch from constraints-gpu-jax-torch.txt and the extra "
+               "gpu-jax-torch)")
 
 
 class BackendError(Exception):
@@ -212,7 +213,7 @@ class Adapter:
         support = self.gpu_support()
         if not support.get("cuda_build"):
             why = (f"the installed build is CPU-only ({support.get('detail')}). Install the GPU set with "
-                   f"{GPU_INSTALL} and run with .venv-gpu/bin/python (or `make bench DEVICE=gpu`).")
+                   f"{GPU_INSTALL} and run with `make bench DEVICE=gpu`.")
         else:
             why = (f"a CUDA build is installed ({support.get('detail')}), but no GPU is visible to it: check "
                    "the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES.")
@@ -297,6 +298,17 @@ class Adapter:
 
     def device_facts(self) -> dict:
         """What the backend says about the device software: CUDA, cuDNN, its own build's versions."""
+        raise NotImplementedError
+
+    def cuda_major(self) -> int | None:
+        """The CUDA major version this build was compiled for (12, 13); None for a CPU build."""
+        raise NotImplementedError
+
+    def load_cuda_libraries(self) -> str:
+        """Load the CUDA libraries (cuDNN, NCCL, ...) this backend loads, as far as it does without a GPU; says how.
+
+        ``bench.cuda_libs`` then reads which files were loaded: `make venv-gpu`'s check, no GPU needed.
+        """
         raise NotImplementedError
 
     def _program_kernel(self, model: Any, x: np.ndarray) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -95,6 +96,23 @@ class JaxAdapter(Adapter):
                 fn = getattr(cuda_versions, getter, None)
                 facts[key] = fn() if fn is not None else "not reported"
         return facts
+
+    def cuda_major(self) -> int | None:
+        found = re.match(r"jax-cuda(\d+)-plugin ", _installed(CUDA_PLUGINS) or "")
+        return int(found.group(1)) if found else None
+
+    def load_cuda_libraries(self) -> str:
+        # The CUDA plugin's initialize() loads cuDNN, NCCL and cuBLAS, then looks for a GPU; without one JAX logs a
+        # traceback and goes on with the CPU, which is all this check needs.
+        quiet = logging.getLogger("jax._src.xla_bridge")
+        was, quiet.disabled = quiet.disabled, True
+        try:
+            jax.devices()
+        except RuntimeError as exc:
+            return f"jax.devices() (the CUDA plugin's initialize() loads them), which failed: {exc}"
+        finally:
+            quiet.disabled = was
+        return "jax.devices(): the CUDA plugin's initialize() loads them before it looks for a GPU"
 
     def _program_kernel(self, model: Any, x: np.ndarray) -> str:
         """Loops and cuDNN custom calls in the compiled HLO of the model's forward pass (XLA's own program)."""

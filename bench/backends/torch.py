@@ -71,6 +71,12 @@ class TorchAdapter(Adapter):
             facts["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
         return facts
 
+    def cuda_major(self) -> int | None:
+        return int(torch.version.cuda.split(".")[0]) if torch.version.cuda else None
+
+    def load_cuda_libraries(self) -> str:
+        return "import torch: a CUDA build loads cuBLAS, cuDNN and NCCL as it is imported"
+
     def _program_kernel(self, model: Any, x: np.ndarray) -> str:
         """Op names torch's profiler saw in one inference call (what ``predict_on_batch`` runs)."""
         import keras
