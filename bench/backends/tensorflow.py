@@ -166,3 +166,6 @@ class TensorFlowAdapter(Adapter):
 
     def _device_peak(self) -> int | None:
         return tf.config.experimental.get_memory_info("GPU:0")["peak"]
+
+    def device_memory_in_use(self) -> int | None:
+        return tf.config.experimental.get_memory_info("GPU:0")["current"] if self.device.kind == "gpu" else None

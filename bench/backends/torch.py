@@ -182,6 +182,9 @@ class TorchAdapter(Adapter):
     def _device_peak(self) -> int | None:
         return torch.cuda.max_memory_allocated()
 
+    def device_memory_in_use(self) -> int | None:
+        return torch.cuda.memory_reserved() if self.device.kind == "gpu" else None
+
     def _install_backend_lstm_spies(self) -> None:
         try:
             # import_module: the package re-exports a function named `rnn` over the submodule.

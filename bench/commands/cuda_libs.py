@@ -71,6 +71,8 @@ def backend_report(backend: str, python: str, timeout: float = 300) -> cuda_libs
         why = "\n".join(done.stderr.strip().splitlines()[-5:]) or f"exit {done.returncode}, no output"
     except subprocess.TimeoutExpired:
         why = f"did not answer within {timeout:.0f} s"
+    except OSError as exc:  # no interpreter there
+        why = f"cannot start {python}: {exc.strerror or exc}"
     except (ValueError, KeyError, TypeError) as exc:
         why = f"answered something unreadable ({exc})"
     return cuda_libs.Report(backend, "", None, "", (), {}, python, error=why)
