@@ -2,19 +2,31 @@
 PYTHON ?= python3
 BACKENDS := tensorflow jax torch
 PROFILE ?= quick
-# DEVICE=gpu: the CUDA builds of every backend (constraints-gpu.txt, extra `gpu`) in their own venv, run with
-# --device gpu. The CPU set's tensorflow-cpu and the GPU build's tensorflow cannot share one venv.
+# DEVICE=gpu: the CUDA builds, one venv per CUDA major (TensorFlow 2.21 is built for CUDA 12, JAX's CUDA 13 plugin
+# and PyPI's torch 2.13 for CUDA 13, and the two majors' cuDNN and NCCL wheels write the same files):
+# .venv-gpu-tf (constraints-gpu-tf.txt, extra `gpu-tf`) runs TensorFlow, .venv-gpu (constraints-gpu-jax-torch.txt,
+# extra `gpu-jax-torch`) runs JAX and torch and the command itself, with --device gpu. The CPU set's tensorflow-cpu
+# and the GPU build's tensorflow cannot share one venv either.
 DEVICE ?= auto
 ifeq ($(DEVICE),gpu)
 VENV := .venv-gpu
-CONSTRAINTS := constraints-gpu.txt
-EXTRAS := gpu,report,dev
+GPU_PYTHONS := --python tensorflow=.venv-gpu-tf/bin/python --python jax=.venv-gpu/bin/python \
+	--python torch=.venv-gpu/bin/python
 else
 VENV := .venv
-CONSTRAINTS := constraints.txt
-EXTRAS := all
+GPU_PYTHONS :=
 endif
 BIN := $(VENV)/bin
+# Each venv's constraints file and extras.
+CONSTRAINTS.venv := constraints.txt
+EXTRAS.venv := all
+CONSTRAINTS.venv-gpu-tf := constraints-gpu-tf.txt
+EXTRAS.venv-gpu-tf := gpu-tf,report,dev
+CONSTRAINTS.venv-gpu := constraints-gpu-jax-torch.txt
+EXTRAS.venv-gpu := gpu-jax-torch,report,dev
+# The backends a GPU venv must load its own CUDA major's cuDNN and NCCL for (python -m bench cuda-libs).
+BACKENDS.venv-gpu-tf := tensorflow
+BACKENDS.venv-gpu := jax,torch
 
 # This project's machines keep the real reviews beside the checkout; elsewhere Keras downloads them.
 IMDB_ARCHIVE := ../shared/data/aclImdb_v1_labeled.tar.gz
@@ -30,29 +42,36 @@ venv: $(VENV)/.installed
 # the user's pip configuration are passed to uv as flags (bench/index.py), since uv does not read pip's files.
 # --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set (this project's machines), a venv without
 # .pyc files recompiles every import in every process (TensorFlow, JAX, torch and Keras: 17 s instead of 7 s).
-UV_INDEX_ARGS = $$($(BIN)/python -c 'from bench import index; print(*index.from_pip_config().uv_args())')
-$(VENV)/.installed: pyproject.toml constraints.txt $(CONSTRAINTS)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) uv packaging
-	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c $(CONSTRAINTS) $(UV_INDEX_ARGS) -e '.[$(EXTRAS)]'
-ifeq ($(DEVICE),gpu)
-	@# A +cpu torch wheel on a configured index or find-links also satisfies torch==2.13.0: stop if one won.
-	$(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.version.cuda else "torch " + torch.__version__ + " is a CPU build: install torch==2.13.0 from PyPI (pip --isolated, or without find-links)")'
-endif
-	touch $@
+# A GPU venv is complete only once `python -m bench cuda-libs` saw each of its backends load its own CUDA major's
+# cuDNN and NCCL (from /proc/self/maps; no GPU needed): it refuses a CPU build, or the other major's libraries.
+# $(call venv_rule,NAME): the rule for venv .NAME, from CONSTRAINTS.NAME, EXTRAS.NAME and BACKENDS.NAME.
+define venv_rule
+.$(1)/.installed: pyproject.toml constraints.txt $$(CONSTRAINTS.$(1))
+	$$(PYTHON) -m venv .$(1)
+	.$(1)/bin/python -m pip install -q -c $$(CONSTRAINTS.$(1)) uv packaging
+	.$(1)/bin/uv pip install -q --compile-bytecode --python .$(1)/bin/python -c $$(CONSTRAINTS.$(1)) \
+		$$$$(.$(1)/bin/python -c 'from bench import index; print(*index.from_pip_config().uv_args())') \
+		-e '.[$$(EXTRAS.$(1))]'
+	$$(if $$(BACKENDS.$(1)),.$(1)/bin/python -m bench cuda-libs --backends $$(BACKENDS.$(1)))
+	touch $$@
+endef
+$(foreach name,venv venv-gpu-tf venv-gpu,$(eval $(call venv_rule,$(name))))
 
-# The GPU set in .venv-gpu (see constraints-gpu.txt): `make bench DEVICE=gpu` installs it too.
-venv-gpu:
-	$(MAKE) venv DEVICE=gpu
+# The GPU set, both venvs (see constraints-gpu-tf.txt and constraints-gpu-jax-torch.txt): `make bench DEVICE=gpu`
+# installs them too.
+venv-gpu: .venv-gpu-tf/.installed .venv-gpu/.installed
 
-bench: venv
-	$(BIN)/python -m bench run --profile $(PROFILE) --device $(DEVICE)
+bench: $(if $(GPU_PYTHONS),venv-gpu,venv)
+	$(BIN)/python -m bench run --profile $(PROFILE) --device $(DEVICE) $(GPU_PYTHONS)
 
 # The quick profile with --device gpu on every backend that sees a GPU, then kernels, device facts and energy.
-# Where none does, it refuses (exit 2) saying how to install the GPU set; it needs no venv of its own.
+# Each backend is asked in its GPU venv where that venv exists (its libraries checked first, as after install),
+# else in .venv; where none sees a GPU, it refuses (exit 2) saying how to install the GPU set.
 GPU_CHECK_PYTHON = $(firstword $(wildcard .venv-gpu/bin/python .venv/bin/python) $(PYTHON))
+GPU_CHECK_PYTHONS = $(foreach pair,tensorflow=.venv-gpu-tf jax=.venv-gpu torch=.venv-gpu,$(if \
+	$(wildcard $(word 2,$(subst =, ,$(pair)))/bin/python),--python $(pair)/bin/python))
 gpu-check:
-	$(GPU_CHECK_PYTHON) -m bench gpu-check --profile $(PROFILE)
+	$(GPU_CHECK_PYTHON) -m bench gpu-check --profile $(PROFILE) $(GPU_CHECK_PYTHONS)
 
 # Backend-independent tests once (in three parts); tests marked per_backend under each backend, one process each
 # (Keras fixes its backend at import); JOBS lanes (default 2), each pinned to its own CPUs (JOBS=1: one lane).
@@ -70,4 +89,4 @@ lint: venv
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf .venv .venv-gpu .pytest_cache .ruff_cache
+	rm -rf .venv .venv-gpu .venv-gpu-tf .pytest_cache .ruff_cache

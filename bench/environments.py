@@ -187,8 +187,8 @@ def _satisfied(req: Requirement, version: str) -> bool:
 class Environment:
     """A prepared interpreter and package set: how a side's processes are started."""
 
-    kind: str  # "project", "overlay" or "full"
-    id: str  # "project", or the hash of what was asked (the cache folder's name)
+    kind: str  # "project", "overlay", "full", or "venv" (one the user built and names: the GPU set's)
+    id: str  # "project", the hash of what was asked (the cache folder's name), or a venv's interpreter
     python: str  # the interpreter to start
     paths: tuple[str, ...] = ()  # put in front of PYTHONPATH (an overlay's folder)
     packages: tuple[str, ...] = ()  # what differs from the project venv, as asked
@@ -198,10 +198,17 @@ class Environment:
     prepare_s: float = 0.0  # seconds ``prepare`` took, building or not
 
     @property
+    def own_interpreter(self) -> bool:
+        """Whether its processes start with an interpreter of their own (which answers for its own packages)."""
+        return self.kind in ("full", "venv")
+
+    @property
     def label(self) -> str:
         """'project venv', 'overlay 1a2b3c4d5e6f7a8b: keras==3.12.0': how results and logs name it."""
         if self.kind == "project":
             return "project venv"
+        if self.kind == "venv":
+            return f"venv {self.python}"
         return f"{self.kind} {self.id}: {' '.join(self.packages) or '(constraints)'}"
 
     def variables(self, base: Mapping[str, str]) -> dict[str, str]:
@@ -209,13 +216,18 @@ class Environment:
         env = dict(base)
         if self.paths:
             env["PYTHONPATH"] = os.pathsep.join([*self.paths, *filter(None, [base.get("PYTHONPATH")])])
-        if self.kind == "full":
+        if self.own_interpreter:
             env.pop("PYTHONHOME", None)
         env[ENVIRONMENT_ENV] = "" if self.kind == "project" else self.label
         return env
 
 
 PROJECT = Environment("project", "project", sys.executable)
+
+
+def venv(python: str) -> Environment:
+    """An environment the user built and names by its interpreter (``--python BACKEND=PATH``), used as it is."""
+    return Environment("venv", python, python) if python != sys.executable else PROJECT
 
 
 def cache_dir() -> Path:

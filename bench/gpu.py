@@ -41,6 +41,7 @@ class GpuWatch:
         if nv is None and unavailable is None:
             nv, unavailable = nvml()
         self.nv, self.unavailable, self.handle, self.which = nv, unavailable, None, ""
+        self.self_match = "not seen: the run had not used the GPU yet"  # how other_processes found this run
         if nv is not None:
             try:
                 self.handle, self.which = self._pick()
@@ -121,21 +122,53 @@ class GpuWatch:
                 and name.removeprefix(prefix) != "UserDefinedClocks"}
         return sorted(name for name, bit in bits.items() if mask & bit)
 
-    def other_processes(self) -> list[dict] | str:
-        """Compute processes on this GPU other than this one: their pid, name and memory."""
+    def other_processes(self, own_bytes: int | None = None) -> list[dict] | str:
+        """Compute processes on this GPU other than this run: their pid, name and memory.
+
+        This process is left out by its PID. In a container NVML lists host PIDs, which never match it: then
+        (given ``own_bytes``, what the backend's allocator holds, which NVML's figure for this process is at least)
+        the one entry that appeared since the watch started and uses at least that much is this run. Where none
+        or several do, those entries say that this cannot be told (``this_run``), rather than blame another
+        process or hide one. ``self_match`` says how this run was found.
+        """
         if not self.available:
             return []
         found = self._ask("nvmlDeviceGetComputeRunningProcesses")
         if isinstance(found, str):
             return found
-        others = []
-        for proc in found:
-            if proc.pid == os.getpid():
-                continue
-            used = getattr(proc, "usedGpuMemory", None)
-            others.append({"pid": proc.pid, "name": _process_name(proc.pid),
-                           "used_mib": mib(used) if isinstance(used, int) else None})
-        return others
+        own = os.getpid()
+        entries = [{"pid": p.pid, "name": _process_name(p.pid), "used_mib": _mib_or_none(p),
+                    "_bytes": getattr(p, "usedGpuMemory", None)} for p in found if p.pid != own]
+        if len(entries) < len(found):
+            self.self_match = f"pid {own}: this process"
+        elif own_bytes is not None:
+            self.self_match = self._match_by_memory(entries, own_bytes)
+        for entry in entries:
+            entry.pop("_bytes")
+        return entries
+
+    def _match_by_memory(self, entries: list[dict], own_bytes: int) -> str:
+        """Find (and drop from ``entries``) this run where NVML's PIDs are not this process's (host PIDs)."""
+        before = {p["pid"] for p in self.others_before} if isinstance(self.others_before, list) else set()
+        unknown = not isinstance(self.others_before, list)
+        could = [e for e in entries if (unknown or e["pid"] not in before)
+                 and (not isinstance(e["_bytes"], int) or e["_bytes"] >= own_bytes)]
+        if len(could) == 1 and isinstance(could[0]["_bytes"], int):
+            entries.remove(could[0])
+            return (f"NVML pid {could[0]['pid']}: not this process's pid {os.getpid()} (NVML lists host PIDs: a "
+                    f"container?), but the one process new on the GPU since the run started with at least the "
+                    f"{mib(own_bytes)} MiB its allocator holds")
+        why = (f"cannot tell: NVML does not list this process's pid {os.getpid()} (host PIDs: a container?) and "
+               f"{len(could)} entries appeared since the run started with at least the {mib(own_bytes)} MiB its "
+               "allocator holds")
+        for entry in could:
+            entry["this_run"] = why
+        return why
+
+
+def _mib_or_none(proc: Any) -> float | None:
+    used = getattr(proc, "usedGpuMemory", None)
+    return mib(used) if isinstance(used, int) else None
 
 
 def _process_name(pid: int) -> str:
@@ -147,7 +180,8 @@ def _process_name(pid: int) -> str:
 
 def other_processes_message(others: list[dict]) -> str:
     """One line naming the other processes on the GPU (they share it with the timed run)."""
-    names = ", ".join(f"pid {p['pid']} ({p['name']}, {p['used_mib']} MiB)" for p in others)
+    names = ", ".join(f"pid {p['pid']} ({p['name']}, {p['used_mib']} MiB"
+                      + (f"; may be this run, {p['this_run']}" if p.get("this_run") else "") + ")" for p in others)
     return (f"{len(others)} other process(es) use the GPU this run measures on: {names}. Their work shares the GPU "
             "with the timed steps; stop them, or pass --strict-gpu to refuse such runs.")
 
@@ -168,9 +202,18 @@ def device_facts(adapter: Any, watch: GpuWatch | None, energy_source: str) -> di
     if watch is None or not watch.available:
         facts["nvml"] = watch.unavailable if watch is not None else NVML_MISSING
         return facts
+    after = watch.other_processes(_safe_value(lambda: adapter.device_memory_in_use()))
     facts |= {"gpu": watch.facts(), "before": watch.before, "after": watch.state(),
-              "other_processes_before": watch.others_before, "other_processes_after": watch.other_processes()}
+              "other_processes_before": watch.others_before, "other_processes_after": after,
+              "this_run_in_nvml": watch.self_match}
     return facts
+
+
+def _safe_value(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception:  # an allocator that cannot say: NVML's list is then read by PID alone
+        return None
 
 
 def _safe(fn: Any) -> dict:

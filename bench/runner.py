@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +69,11 @@ class Side:
     run_id: str  # shared by every process of this side (results.RUN_ID_ENV)
     args: tuple[str, ...] = ()  # benchmark options of this side only, after the shared ones (the last wins)
     environment: Environment = PROJECT  # the interpreter and packages its processes start with
+    # Backends whose processes start with an environment of their own instead (the GPU set: one venv per CUDA major).
+    backend_environments: tuple[tuple[str, Environment], ...] = ()
+
+    def environment_for(self, backend: str) -> Environment:
+        return dict(self.backend_environments).get(backend, self.environment)
 
 
 def new_run_id() -> str:
@@ -85,11 +90,16 @@ def abba(items: Sequence[T], index: int) -> list[T]:
 
 
 def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path, repeat: int = 1,
-                 environment: Environment = PROJECT) -> list[Outcome]:
-    """Run the benchmarks under each backend, ``repeat`` times interleaved; results and logs go to ``run_dir``."""
+                 environment: Environment = PROJECT,
+                 backend_environments: Mapping[str, Environment] | None = None) -> list[Outcome]:
+    """Run the benchmarks under each backend, ``repeat`` times interleaved; results and logs go to ``run_dir``.
+
+    ``backend_environments`` gives a backend an environment of its own instead of ``environment``.
+    """
     run_dir = run_dir.resolve()  # the children run in the checkout: a relative folder would move
     run_dir.mkdir(parents=True, exist_ok=True)
-    side = Side("", CHECKOUT, run_dir, new_run_id(), environment=environment)
+    side = Side("", CHECKOUT, run_dir, new_run_id(), environment=environment,
+                backend_environments=tuple((backend_environments or {}).items()))
     return run_interleaved(backends, pytest_args, [side], repeat, run_dir)
 
 
@@ -110,7 +120,7 @@ def run_interleaved(backends: list[str], pytest_args: list[str], sides: Sequence
     for name in backends:
         missing = {}
         for side in sides:
-            key = (name, side.environment.id)
+            key = (name, side.environment_for(name).id)
             if key not in problems:
                 problems[key] = _missing_backend(name, side)
             missing[side.name] = problems[key]
@@ -153,9 +163,11 @@ def _missing_backend(name: str, side: Side) -> str | None:
     """Why ``name`` cannot run in ``side``'s environment, or None.
 
     This interpreter answers for the project venv and an overlay (which adds pure-Python packages in
-    front of it); a full environment's own interpreter answers for itself, from the side's checkout.
+    front of it); a full environment's or a named venv's own interpreter answers for itself, from the side's
+    checkout.
     """
-    if side.environment.kind != "full":
+    environment = side.environment_for(name)
+    if not environment.own_interpreter:
         try:
             check_backend(name)
         except BackendError as exc:
@@ -163,8 +175,8 @@ def _missing_backend(name: str, side: Side) -> str | None:
         return None
     code = ("import sys\nfrom bench.backends import BackendError, check_backend\n"
             "try:\n    check_backend(sys.argv[1])\nexcept BackendError as exc:\n    sys.exit(str(exc))\n")
-    done = subprocess.run([side.environment.python, "-c", code, name], cwd=side.root, capture_output=True, text=True,
-                          env=side.environment.variables(os.environ))
+    done = subprocess.run([environment.python, "-c", code, name], cwd=side.root, capture_output=True, text=True,
+                          env=environment.variables(os.environ))
     if done.returncode == 0:
         return None
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -172,9 +184,10 @@ def _missing_backend(name: str, side: Side) -> str | None:
 
 
 def _run_one(name: str, pytest_args: list[str], side: Side, repeat_index: int, log: Path) -> Outcome:
-    command = [side.environment.python, "-m", "pytest", "bench/", "-v",
+    environment = side.environment_for(name)
+    command = [environment.python, "-m", "pytest", "bench/", "-v",
                "--results-dir", str(side.results), *pytest_args, *side.args]
-    env = side.environment.variables({**os.environ, "KERAS_BACKEND": name, "PYTHONUNBUFFERED": "1",
+    env = environment.variables({**os.environ, "KERAS_BACKEND": name, "PYTHONUNBUFFERED": "1",
                                       RUN_ID_ENV: side.run_id, REPEAT_INDEX_ENV: str(repeat_index)})
     start = time.perf_counter()  # wall time of a whole child process: no device sync involved
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -218,12 +231,18 @@ def _show_progress(text: str) -> None:
 
 
 def _last_error(log: Path) -> str:
-    """The most telling line of a failed run's log, for the summary."""
+    """The most telling line of a failed run's log, whole, for the summary (the fix it names is at its end)."""
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     for line in reversed(lines):
         if "error" in line.lower() or line.startswith(("E ", "FAILED", "kerasbench:", "!!!")):
-            return line[:200]
-    return lines[-1][:200] if lines else "no output"
+            return _unframed(line)
+    return _unframed(lines[-1]) if lines else "no output"
+
+
+def _unframed(line: str) -> str:
+    """pytest.exit's '!!!!! _pytest.outcomes.Exit: kerasbench: ... !!!!!' as the message alone."""
+    inner = line.strip("!").strip()
+    return inner.split("Exit: ", 1)[1] if inner.startswith("_pytest.outcomes.Exit: ") else inner
 
 
 def default_run_dir(results_dir: Path, prefix: str = "") -> Path:

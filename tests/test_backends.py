@@ -213,7 +213,7 @@ def test_gpu_asked_for_on_a_cpu_only_machine_is_refused(monkeypatch):
     with pytest.raises(BackendError, match=f"the {before.name} backend sees no GPU on this machine") as refused:
         backends.configure("gpu", 1)
     if not before.gpu_support()["cuda_build"]:  # a CPU-only build: the message names the install command
-        assert "make venv-gpu" in str(refused.value) and "constraints-gpu.txt" in str(refused.value)
+        assert "make venv-gpu" in str(refused.value) and "constraints-gpu-tf.txt" in str(refused.value)
     assert backends.current() is before  # a failed configure leaves the adapter in use alone
 
 

@@ -75,3 +75,35 @@ def test_this_machines_facts_are_recorded_or_unavailable():
     facts = gpu.device_facts(adapter, None, source)
     assert facts["device"] == adapter.device.kind and facts["backend"] and facts["float32_matmul"]
     assert facts["energy"] == source
+
+
+def _nvml_listing(*snapshots):
+    """A fake NVML whose process list is each of ``snapshots`` in turn: (pid, bytes) pairs."""
+    nv = fake_pynvml()
+    lists = iter(snapshots)
+    nv.nvmlDeviceGetComputeRunningProcesses = lambda h: [SimpleNamespace(pid=pid, usedGpuMemory=used)
+                                                         for pid, used in next(lists)]
+    return nv
+
+
+def test_in_a_container_this_run_is_found_by_its_gpu_memory_not_listed_as_another():
+    # NVML lists host PIDs: 4242 is this run (seen from the host), 777 was there before it started.
+    watch = gpu.GpuWatch(_nvml_listing([(777, 2**29)], [(777, 2**29), (4242, 3 * 2**30)]), None)
+    assert [p["pid"] for p in watch.others_before] == [777]
+    after = watch.other_processes(own_bytes=2 * 2**30)
+    assert [p["pid"] for p in after] == [777] and "this_run" not in after[0]
+    assert watch.self_match.startswith("NVML pid 4242: not this process's pid") and "host PIDs" in watch.self_match
+
+
+def test_where_memory_cannot_tell_which_entry_is_this_run_it_says_so():
+    watch = gpu.GpuWatch(_nvml_listing([], [(4242, 3 * 2**30), (4343, 5 * 2**30), (99, 2**20)]), None)
+    after = watch.other_processes(own_bytes=2 * 2**30)
+    assert [p["pid"] for p in after] == [4242, 4343, 99]
+    assert all(p["this_run"].startswith("cannot tell") for p in after[:2]) and "this_run" not in after[2]
+    assert "may be this run, cannot tell" in gpu.other_processes_message(after)
+
+
+def test_where_nvml_lists_this_process_it_is_left_out_by_its_pid():
+    watch = gpu.GpuWatch(_nvml_listing([], [(sys.modules["os"].getpid(), 3 * 2**30), (4343, 2**30)]), None)
+    assert [p["pid"] for p in watch.other_processes(own_bytes=2 * 2**30)] == [4343]
+    assert watch.self_match.endswith("this process")

@@ -1,8 +1,13 @@
 """``python -m bench run``: one process per backend, going on past failures, ending in a table, one folder."""
 
+import argparse
+import sys
 
-from bench import runner
+import pytest
+
+from bench import environments, runner
 from bench.backends import BackendError, selected_backend
+from bench.commands import options
 from tests.conftest import run_cli
 
 TINY = ["--dataset", "synthetic", "--train-samples", "64", "--test-samples", "64", "--maxlen", "20"]
@@ -87,3 +92,37 @@ def test_an_environment_that_cannot_be_built_stops_run_before_any_process(tmp_pa
                    "--run-dir", str(tmp_path / "run"), timeout=60)
     assert proc.returncode == 2 and "cannot read constraints file" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_backend_named_with_python_runs_with_its_own_interpreter(tmp_path):
+    tf_venv = environments.venv("/gpu/.venv-gpu-tf/bin/python")
+    side = runner.Side("", tmp_path, tmp_path, "id", backend_environments=(("tensorflow", tf_venv),))
+    assert side.environment_for("tensorflow") is tf_venv and side.environment_for("jax") is environments.PROJECT
+    assert tf_venv.own_interpreter and tf_venv.label == "venv /gpu/.venv-gpu-tf/bin/python"
+    assert "PYTHONHOME" not in tf_venv.variables({"PYTHONHOME": "/elsewhere"})
+    assert environments.venv(sys.executable) is environments.PROJECT
+
+
+def test_python_option_is_checked_and_refused_beside_with(tmp_path):
+    python = tmp_path / "python"
+    python.touch()
+    assert options.backend_python(f"torch={python}") == ("torch", str(python))
+    for bad in ("torch", f"mxnet={python}", f"torch={tmp_path / 'missing'}"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            options.backend_python(bad)
+    args = argparse.Namespace(pythons=[("torch", "/a/python"), ("torch", "/b/python")])
+    assert options.backend_environments(args, environments.PROJECT)["torch"].python == "/b/python"
+    overlay = environments.Environment("overlay", "1a2b", sys.executable, packages=("keras==3.12.0",))
+    with pytest.raises(options.UsageError, match="cannot be combined"):
+        options.backend_environments(args, overlay)
+
+
+def test_a_failed_backends_error_reaches_the_summary_whole(tmp_path):
+    why = ("--device gpu was asked for, but the jax backend sees no GPU on this machine: a CUDA build is installed "
+           "(jax 0.10.2 with jax-cuda13-plugin 0.10.2), but it found no GPU. Its error: Jax plugin configuration "
+           "error: RuntimeError: operation cuInit(0) failed. Check its CUDA libraries first (`python -m bench "
+           "cuda-libs`, no GPU needed), then the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES.")
+    log = tmp_path / "jax.log"
+    log.write_text(f"collected 0 items\n{'!' * 20} _pytest.outcomes.Exit: kerasbench: {why} {'!' * 20}\n")
+    assert runner._last_error(log) == f"kerasbench: {why}"
+    assert len(why) > 200  # the old cut fell before the fix the message names

@@ -93,7 +93,12 @@ def prepare_environment(device: str) -> None:
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up chatter hides real errors
+    if device == "gpu":
+        # Named platforms must start: JAX then raises where its CUDA plugin fails instead of going on with the CPU.
+        os.environ.setdefault("JAX_PLATFORMS", "cuda,cpu")
+    # TF's start-up chatter hides real errors; on --device gpu its warnings stay, as "Cannot dlopen some GPU
+    # libraries" is one (level 2 would hide it and leave "no GPU" unexplained).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if device == "gpu" else "2")
     keep_out(_KEEP_OUT.get(selected_backend(), ()), selected_backend())
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
+import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,8 +26,9 @@ from bench.fingerprint import cpu_model, mib
 from bench.results import Precision
 
 # How to install the GPU set; named wherever a CPU-only build meets a GPU request.
-GPU_INSTALL = ("`make venv-gpu` (that is: `python -m venv .venv-gpu && .venv-gpu/bin/pip install "
-               "-c constraints-gpu.txt -e '.[gpu,report,dev]'`)")
+GPU_INSTALL = ("`make venv-gpu` (one venv per CUDA major: .venv-gpu-tf for TensorFlow from constraints-gpu-tf.txt "
+               "and the extra gpu-tf, .venv-gpu for JAX and PyTorch from constraints-gpu-jax-torch.txt and the extra "
+               "gpu-jax-torch)")
 
 
 class BackendError(Exception):
@@ -191,6 +194,8 @@ class Adapter:
         self._threads_requested: int | None = None
         self._flush_denormals = False
         self._denormals: str | None = None
+        self._gpu_error = ""  # what the backend raised or logged while looking for a GPU
+        self._gpu_said: list[str] = []  # what it printed to stderr meanwhile (TensorFlow's loader warnings)
 
     @classmethod
     def lacks(cls, capability: str) -> str | None:
@@ -223,18 +228,31 @@ class Adapter:
         support = self.gpu_support()
         if not support.get("cuda_build"):
             why = (f"the installed build is CPU-only ({support.get('detail')}). Install the GPU set with "
-                   f"{GPU_INSTALL} and run with .venv-gpu/bin/python (or `make bench DEVICE=gpu`).")
+                   f"{GPU_INSTALL} and run with `make bench DEVICE=gpu`.")
         else:
-            why = (f"a CUDA build is installed ({support.get('detail')}), but no GPU is visible to it: check "
-                   "the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES.")
+            said = " | ".join(self._gpu_said)
+            why = (f"a CUDA build is installed ({support.get('detail')}), but it found no GPU."
+                   + (f" Its error: {self._gpu_error}." if self._gpu_error else "")
+                   + (f" It printed: {said}." if said else "")
+                   + " Check its CUDA libraries first (`python -m bench cuda-libs`, no GPU needed), then the NVIDIA "
+                   "driver (nvidia-smi) and CUDA_VISIBLE_DEVICES.")
         return (f"--device gpu was asked for, but the {self.name} backend sees no GPU on this machine: {why} "
                 "Or use --device cpu (or auto).")
 
     @property
     def device(self) -> DeviceInfo:
-        """The GPU the backend will use, else the CPU; asked of the backend once, then cached."""
+        """The GPU the backend will use, else the CPU; asked of the backend once, then cached.
+
+        What the backend raises or prints while it looks (a CUDA library it cannot load) is kept for the
+        message of ``--device gpu``, and printed as it would have been.
+        """
         if self._device is None:
-            gpu = self._gpu_name()
+            try:
+                with stderr_kept(self._gpu_said):
+                    gpu = self._gpu_name()
+            except Exception as exc:  # JAX told to use CUDA raises where its plugin fails: no GPU, and why
+                self._gpu_error = "; ".join(filter(None, [self._gpu_error, f"{type(exc).__name__}: {exc}"]))
+                gpu = None
             self._device = DeviceInfo("gpu", gpu) if gpu is not None else DeviceInfo("cpu", cpu_model())
         return self._device
 
@@ -266,6 +284,14 @@ class Adapter:
     def _device_peak(self) -> int | None:
         """The GPU allocator's peak, in bytes, or None where the backend does not report one (GPU only)."""
         raise NotImplementedError
+
+    def device_memory_in_use(self) -> int | None:
+        """Bytes the backend's GPU allocator holds now (its pool, reserved or not yet used), or None where unknown.
+
+        NVML's figure for this process is at least this (plus the CUDA context): how ``bench.gpu`` tells this
+        run's own entry from others where NVML lists host PIDs (in a container).
+        """
+        return None
 
     def _install_backend_lstm_spies(self) -> None:
         """Watch backend-specific LSTM kernels, for a subclass whose ``fused_lstm_label`` is None."""
@@ -321,6 +347,17 @@ class Adapter:
 
     def device_facts(self) -> dict:
         """What the backend says about the device software: CUDA, cuDNN, its own build's versions."""
+        raise NotImplementedError
+
+    def cuda_major(self) -> int | None:
+        """The CUDA major version this build was compiled for (12, 13); None for a CPU build."""
+        raise NotImplementedError
+
+    def load_cuda_libraries(self) -> str:
+        """Load the CUDA libraries (cuDNN, NCCL, ...) this backend loads, as far as it does without a GPU; says how.
+
+        ``bench.cuda_libs`` then reads which files were loaded: `make venv-gpu`'s check, no GPU needed.
+        """
         raise NotImplementedError
 
     def _program_kernel(self, model: Any, x: np.ndarray) -> str:
@@ -604,6 +641,28 @@ def _in_symbolic_scope() -> bool:
     return in_symbolic_scope()
 
 
+
+
+@contextlib.contextmanager
+def stderr_kept(lines: list[str]) -> Iterator[None]:
+    """Collect what is written to file descriptor 2 inside (C++ libraries write there, past ``sys.stderr``) into
+    ``lines``, then write it on to stderr as it would have gone."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as kept:
+        os.dup2(kept.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            kept.seek(0)
+            text = kept.read().decode(errors="replace")
+            if text:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _rss_bytes() -> int:

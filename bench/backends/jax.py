@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import jax  # absolute import: the real JAX, not this module
@@ -127,6 +129,23 @@ class JaxAdapter(Adapter):
                 facts[key] = fn() if fn is not None else "not reported"
         return facts
 
+    def cuda_major(self) -> int | None:
+        found = re.match(r"jax-cuda(\d+)-plugin ", _installed(CUDA_PLUGINS) or "")
+        return int(found.group(1)) if found else None
+
+    def load_cuda_libraries(self) -> str:
+        # The CUDA plugin's initialize() loads cuDNN, NCCL and cuBLAS, then looks for a GPU; without one JAX logs a
+        # traceback and goes on with the CPU, which is all this check needs.
+        quiet = logging.getLogger("jax._src.xla_bridge")
+        was, quiet.disabled = quiet.disabled, True
+        try:
+            jax.devices()
+        except RuntimeError as exc:
+            return f"jax.devices() (the CUDA plugin's initialize() loads them), which failed: {exc}"
+        finally:
+            quiet.disabled = was
+        return "jax.devices(): the CUDA plugin's initialize() loads them before it looks for a GPU"
+
     def _program_kernel(self, model: Any, x: np.ndarray) -> str:
         """Loops and cuDNN custom calls in the compiled HLO of the model's forward pass (XLA's own program)."""
         trainable = [v.value for v in model.trainable_variables]
@@ -206,11 +225,17 @@ class JaxAdapter(Adapter):
                 "update": lambda: update(tv, ntv, ov, x, y)}
 
     def _gpu_name(self) -> str | None:
-        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+        # This process's own devices: under --processes, jax.devices() also lists the other ranks' GPUs.
+        errors: list[str] = []
+        try:
+            with _plugin_errors(errors):
+                gpus = [d for d in jax.local_devices() if d.platform == "gpu"]
+        finally:  # JAX logs why its CUDA plugin did not start, and raises something shorter (or nothing)
+            self._gpu_error = "; ".join(errors)
         return gpus[0].device_kind if gpus else None
 
     def gpu_count(self) -> int:
-        return len([d for d in jax.devices() if d.platform == "gpu"])
+        return len([d for d in jax.local_devices() if d.platform == "gpu"])
 
     def simulate_devices(self, n: int) -> str:
         """N XLA host-platform CPU devices: XLA reads the flag when its CPU client starts (first jax.devices())."""
@@ -226,7 +251,36 @@ class JaxAdapter(Adapter):
         """Nothing: JAX has no reset (see ``device_peak_scope``)."""
 
     def _device_peak(self) -> int | None:
-        return (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+        # local_devices: on rank >= 1 of --processes, jax.devices()[0] is rank 0's GPU, which this rank cannot read.
+        return (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+
+    def device_memory_in_use(self) -> int | None:
+        if self.device.kind != "gpu":
+            return None
+        stats = jax.local_devices()[0].memory_stats() or {}
+        return stats.get("pool_bytes", stats.get("bytes_reserved", stats.get("bytes_in_use")))
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        cause = f": {record.exc_info[0].__name__}: {record.exc_info[1]}" if record.exc_info else ""
+        self.into.append(record.getMessage() + cause)
+
+
+@contextlib.contextmanager
+def _plugin_errors(into: list[str]) -> Iterator[None]:
+    """Warnings and errors JAX logs inside (a CUDA plugin that failed to start, with its exception), into ``into``."""
+    logger = logging.getLogger("jax._src.xla_bridge")
+    handler = _Collect(into)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _installed(distributions: tuple[str, ...]) -> str | None:

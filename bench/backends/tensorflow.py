@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import collections
+import ctypes
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -120,6 +123,31 @@ class TensorFlowAdapter(Adapter):
         return {"tensorflow": tf.__version__, "cuda_build": bool(build.get("is_cuda_build")),
                 "cuda": build.get("cuda_version"), "cudnn": build.get("cudnn_version")}
 
+    def cuda_major(self) -> int | None:
+        build = tf.sysconfig.get_build_info()
+        return int(str(build["cuda_version"]).split(".")[0]) if build.get("is_cuda_build") else None
+
+    def load_cuda_libraries(self) -> str:
+        """cudart as TensorFlow loads it (at import); cuDNN and NCCL from where TensorFlow's loader would take them.
+
+        TensorFlow dlopens cuDNN and NCCL only once it has found a GPU, searching LD_LIBRARY_PATH, then the
+        RUNPATH of its libraries: nvidia/<lib>/lib beside the tensorflow package (``readelf -d
+        libtensorflow_framework.so.2``, 2.21). They are loaded here from the first of those that holds them.
+        """
+        build = tf.sysconfig.get_build_info()
+        cudnn = f"libcudnn.so.{str(build.get('cudnn_version') or 9).split('.')[0]}"
+        site = Path(tf.__file__).resolve().parents[1]
+        loaded = []
+        for name, folder in ((cudnn, "cudnn"), ("libnccl.so.2", "nccl")):
+            search = [*filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)),
+                      str(site / "nvidia" / folder / "lib")]
+            path = next((Path(d) / name for d in search if (Path(d) / name).is_file()), None)
+            if path is not None:
+                ctypes.CDLL(str(path))
+                loaded.append(name)
+        return (f"import tensorflow (it loads cudart); {', '.join(loaded) or 'neither cuDNN nor NCCL'} loaded by the "
+                "check from LD_LIBRARY_PATH, else TensorFlow's RUNPATH (TensorFlow itself loads them on a GPU only)")
+
     def _program_kernel(self, model: Any, x: np.ndarray) -> str:
         """Op types of the graph TensorFlow runs for one inference call (the tf.function Keras would trace)."""
         fn = tf.function(lambda inputs: model(inputs, training=False))
@@ -155,3 +183,6 @@ class TensorFlowAdapter(Adapter):
 
     def _device_peak(self) -> int | None:
         return tf.config.experimental.get_memory_info("GPU:0")["peak"]
+
+    def device_memory_in_use(self) -> int | None:
+        return tf.config.experimental.get_memory_info("GPU:0")["current"] if self.device.kind == "gpu" else None

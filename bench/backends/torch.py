@@ -155,6 +155,12 @@ class TorchAdapter(Adapter):
             facts["compute_capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
         return facts
 
+    def cuda_major(self) -> int | None:
+        return int(torch.version.cuda.split(".")[0]) if torch.version.cuda else None
+
+    def load_cuda_libraries(self) -> str:
+        return "import torch: a CUDA build loads cuBLAS, cuDNN and NCCL as it is imported"
+
     def _program_kernel(self, model: Any, x: np.ndarray) -> str:
         """Op names torch's profiler saw in one ``predict_on_batch``: Keras's predict function, compiled with
         torch.compile where the timed step was (Keras skips cuDNN while compiling, so an eager call would
@@ -267,6 +273,9 @@ class TorchAdapter(Adapter):
 
     def _device_peak(self) -> int | None:
         return torch.cuda.max_memory_allocated()
+
+    def device_memory_in_use(self) -> int | None:
+        return torch.cuda.memory_reserved() if self.device.kind == "gpu" else None
 
     def _install_backend_lstm_spies(self) -> None:
         try:

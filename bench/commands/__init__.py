@@ -1,5 +1,5 @@
 """Command line: ``python -m bench COMMAND`` (``-h`` for options), one of: run, explain, report, compare, parity,
-ab, matrix, bisect, calibrate, history, gpu-check.
+ab, matrix, bisect, calibrate, history, gpu-check, cuda-libs.
 
 Exit codes: 0 fine, 1 a regression (compare, ab), a failed benchmark process, or nothing found (matrix:
 no cell ran; bisect: the ends do not differ), 2 a usage error (bad option, no readable results, no GPU
@@ -17,10 +17,23 @@ import sys
 from collections.abc import Sequence
 
 # Only light modules here: `report` and `compare` must not import Keras or a backend.
-from bench.commands import ab, bisect, calibrate, compare, explain, gpu_check, history, matrix, parity, report, run
+from bench.commands import (
+    ab,
+    bisect,
+    calibrate,
+    compare,
+    cuda_libs,
+    explain,
+    gpu_check,
+    history,
+    matrix,
+    parity,
+    report,
+    run,
+)
 from bench.commands.options import UsageError
 
-COMMANDS = (run, explain, report, compare, parity, ab, matrix, bisect, calibrate, history, gpu_check)
+COMMANDS = (run, explain, report, compare, parity, ab, matrix, bisect, calibrate, history, gpu_check, cuda_libs)
 
 
 def build_parser() -> argparse.ArgumentParser:

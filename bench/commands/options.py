@@ -61,6 +61,40 @@ def add_backends_option(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated, from {','.join(BACKENDS)} (default: all)")
 
 
+def add_python_option(p: argparse.ArgumentParser) -> None:
+    """``--python BACKEND=PATH``: a backend's own interpreter (the GPU set: one venv per CUDA major)."""
+    p.add_argument("--python", dest="pythons", action="append", type=backend_python, default=[],
+                   metavar="BACKEND=PATH",
+                   help="start BACKEND's processes with the interpreter PATH, e.g. tensorflow=.venv-gpu-tf/bin/python "
+                        "(repeatable; a backend not named runs with this interpreter)")
+
+
+def backend_python(text: str) -> tuple[str, str]:
+    """'tensorflow=.venv-gpu-tf/bin/python' -> ('tensorflow', absolute path), checked."""
+    name, sep, path = text.partition("=")
+    if not sep or name not in BACKENDS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected BACKEND=PATH with BACKEND one of {', '.join(BACKENDS)}")
+    found = Path(path).expanduser()
+    if not found.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: no interpreter at {found}")
+    return name, str(found.absolute())  # absolute: the processes start in the checkout; not resolved: a venv's link
+
+
+def pythons_of(args: argparse.Namespace) -> dict[str, str]:
+    """The backend -> interpreter map --python gave (the last one given for a backend wins)."""
+    return dict(getattr(args, "pythons", []) or [])
+
+
+def backend_environments(args: argparse.Namespace,
+                         environment: environments.Environment) -> dict[str, environments.Environment]:
+    """The environments --python gives backends of their own; a usage error beside --with / --constraints."""
+    pythons = pythons_of(args)
+    if pythons and environment.kind != "project":
+        raise UsageError("--python names each backend's interpreter as it is; it cannot be combined with --with or "
+                         "--constraints, which build one environment for every backend")
+    return {backend: environments.venv(python) for backend, python in pythons.items()}
+
+
 def add_environment_options(p: argparse.ArgumentParser, side: str = "") -> None:
     """``--with PINS`` and ``--constraints FILE``; for one side of ``ab``: ``--base-with``, ``--base-constraints``."""
     prefix, dest = (f"--{side}-", f"{side}_") if side else ("--", "")

@@ -11,6 +11,8 @@ from bench.commands.options import (
     add_backends_option,
     add_benchmark_options,
     add_environment_options,
+    add_python_option,
+    backend_environments,
     environment_for,
     forwarded,
     load_runs,
@@ -35,6 +37,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="val_accuracy difference between backends that still counts as equivalent, for the "
                         "report's parity section and --seeds auto (default: 1pt)")
     add_environment_options(p)
+    add_python_option(p)
     add_benchmark_options(p)
     auto = p.add_argument_group(
         "--seeds auto", "the accuracy benchmark in batches of seeds until every pair of backends is settled, with a "
@@ -56,15 +59,16 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     environment = environment_for(args, args.backends)
+    own = backend_environments(args, environment)
     run_dir = Path(args.run_dir).resolve() if args.run_dir else runner.default_run_dir(settings.results_dir())
     if environment.kind != "project":
         print(f"run: the benchmark processes run on {environment.label}", flush=True)
     outcome = None
     if isinstance(getattr(args, "seeds", None), settings.AutoSeeds):
-        outcomes, outcome = _auto(args, run_dir, environment)
+        outcomes, outcome = _auto(args, run_dir, environment, own)
     else:
         outcomes = runner.run_backends(args.backends, forwarded(args), run_dir, repeat=args.repeat,
-                                       environment=environment)
+                                       environment=environment, backend_environments=own)
     print("\n" + runner.summary(outcomes))
     runs, warnings = load_runs([run_dir], show_warnings=False)  # the report lists them
     found = results.results_of(runs)
@@ -86,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if any(o.failed for o in outcomes) else 0
 
 
-def _auto(args: argparse.Namespace, run_dir: Path,
-          environment: Environment) -> tuple[list[runner.Outcome], sequential.Outcome]:
+def _auto(args: argparse.Namespace, run_dir: Path, environment: Environment,
+          own: dict[str, Environment]) -> tuple[list[runner.Outcome], sequential.Outcome]:
     """--seeds auto: batches of seeds, each run on every backend, until every pair is settled."""
     try:
         design = sequential.Design(margin=args.margin, sd_bound=args.sd_bound, batch=args.seed_batch,
@@ -102,7 +106,7 @@ def _auto(args: argparse.Namespace, run_dir: Path,
         args.seeds = settings.Seeds(seeds)
         # Only the accuracy benchmark is what the seeds are for; a -k after -- still wins.
         done = runner.run_backends(args.backends, ["-k", "test_accuracy", *forwarded(args)], run_dir,
-                                   repeat=args.repeat, environment=environment)
+                                   repeat=args.repeat, environment=environment, backend_environments=own)
         outcomes.extend(done)
         return not any(o.failed for o in done)
 
