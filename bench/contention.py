@@ -7,6 +7,10 @@ the rounds start and when they end, and reports what the CPUs this process may r
 that this process (and its children) did not spend, plus the time a hypervisor gave them to other
 machines (steal). Reading them costs two system calls outside the timed calls.
 
+On a GPU the same watch reads NVML's per-process SM utilisation over the rounds (``bench.gpu``):
+other processes' kernels share the GPU's SMs with the timed ones. It uses the run's ``GpuWatch``
+(``use_gpu_watch``, from the session), which knows this run's NVML pid even inside a container.
+
 What it cannot see: another process's cache and memory-bandwidth pressure on CPUs this one is not
 allowed to use, and children that exited during the rounds (their CPU time is counted as other
 processes'). Ranks of a ``--processes`` run are separate processes: each counts the others.
@@ -14,10 +18,12 @@ processes'). Ranks of a ``--processes`` run are separate processes: each counts 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import psutil
 
+from bench import gpu
 from bench.results import Contention
 
 # Past this share of the CPUs' time taken by others (other processes + steal), a line is "contended".
@@ -61,12 +67,21 @@ def _own_cpu() -> dict[int, float]:
     return found
 
 
+_GPU_WATCH: list[gpu.GpuWatch] = []  # the run's, set by the session on GPU runs
+
+
+def use_gpu_watch(watch: gpu.GpuWatch | None) -> None:
+    """Watch this GPU too (the session's ``GpuWatch``: it knows which NVML pid is this run); None: CPU only."""
+    _GPU_WATCH[:] = [watch] if watch is not None and watch.available else []
+
+
 class Watch:
     """Started where the timed rounds start; ``stop()`` where they end returns the ``Contention`` record."""
 
-    def __init__(self, threshold: float = CONTENDED_SHARE) -> None:
-        self.threshold = threshold
+    def __init__(self, threshold: float | None = None) -> None:
+        self.threshold = CONTENDED_SHARE if threshold is None else threshold
         self.cpus = _cpus()
+        self._gpu_since = int(time.time() * 1e6)  # NVML's samples carry CPU timestamps in microseconds
         self._own = _own_cpu()
         self._busy, self._steal = _busy_and_steal(self.cpus)
         self._wall = time.monotonic()
@@ -76,8 +91,14 @@ class Watch:
         busy, steal = _busy_and_steal(self.cpus)
         own_now = _own_cpu()
         own = sum(t - self._own.get(pid, 0.0) for pid, t in own_now.items())
-        return contention(wall, len(self.cpus), busy - self._busy, max(0.0, own), steal - self._steal,
-                          self.threshold)
+        found = contention(wall, len(self.cpus), busy - self._busy, max(0.0, own), steal - self._steal,
+                           self.threshold)
+        if not _GPU_WATCH:
+            return found
+        percent, how = gpu.others_sm_percent(_GPU_WATCH[0], self._gpu_since)
+        busy_gpu = percent is not None and percent >= self.threshold * 100
+        return dataclasses.replace(found, gpu_other_sm_percent=percent, gpu_source=how,
+                                   contended=found.contended or busy_gpu)
 
 
 def contention(wall_s: float, cpus: int, busy_s: float, own_s: float, steal_s: float,
@@ -100,8 +121,10 @@ def describe(c: Contention) -> str:
     others = c.other_cpu_s / capacity if capacity else 0.0
     steal = f" and the hypervisor {c.steal_s / capacity:.0%} more (steal)" if capacity and c.steal_s else ""
     cpus = f"{c.cpus} CPUs'" if c.cpus != 1 else "1 CPU's"
+    on_gpu = (f"; on the GPU, other processes' kernels kept {c.gpu_other_sm_percent:.0f}% of the SMs busy"
+              if c.gpu_other_sm_percent else "")
     return (f"other processes took {others:.0%}{steal} of the {cpus} time while "
-            f"it ran (contended from {c.threshold:.0%})")
+            f"it ran{on_gpu} (contended from {c.threshold:.0%})")
 
 
 class Contended(RuntimeError):

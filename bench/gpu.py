@@ -42,6 +42,7 @@ class GpuWatch:
             nv, unavailable = nvml()
         self.nv, self.unavailable, self.handle, self.which = nv, unavailable, None, ""
         self.self_match = "not seen: the run had not used the GPU yet"  # how other_processes found this run
+        self.run_pid: int | None = None  # this run's pid as NVML lists it, once other_processes found it
         if nv is not None:
             try:
                 self.handle, self.which = self._pick()
@@ -140,7 +141,7 @@ class GpuWatch:
         entries = [{"pid": p.pid, "name": _process_name(p.pid), "used_mib": _mib_or_none(p),
                     "_bytes": getattr(p, "usedGpuMemory", None)} for p in found if p.pid != own]
         if len(entries) < len(found):
-            self.self_match = f"pid {own}: this process"
+            self.self_match, self.run_pid = f"pid {own}: this process", own
         elif own_bytes is not None:
             self.self_match = self._match_by_memory(entries, own_bytes)
         for entry in entries:
@@ -155,6 +156,7 @@ class GpuWatch:
                  and (not isinstance(e["_bytes"], int) or e["_bytes"] >= own_bytes)]
         if len(could) == 1 and isinstance(could[0]["_bytes"], int):
             entries.remove(could[0])
+            self.run_pid = could[0]["pid"]
             return (f"NVML pid {could[0]['pid']}: not this process's pid {os.getpid()} (NVML lists host PIDs: a "
                     f"container?), but the one process new on the GPU since the run started with at least the "
                     f"{mib(own_bytes)} MiB its allocator holds")
@@ -164,6 +166,32 @@ class GpuWatch:
         for entry in could:
             entry["this_run"] = why
         return why
+
+
+def others_sm_percent(watch: GpuWatch, since_us: int) -> tuple[float | None, str]:
+    """Other processes' SM utilisation on the watched GPU since ``since_us`` (NVML's per-process samples,
+    microseconds since the epoch): the sum over other processes of each one's mean, in percent, and how
+    it was read. None where NVML cannot say, or cannot tell this run's samples from another's."""
+    if not watch.available:
+        return None, watch.unavailable or "unavailable: no GPU to watch"
+    try:
+        samples = watch.nv.nvmlDeviceGetProcessUtilization(watch.handle, since_us)
+    except watch.nv.NVMLError as exc:
+        if "not found" in str(exc).lower():  # no process ran a kernel in the window
+            return 0.0, "NVML per-process utilisation: no samples in the window"
+        return None, f"not reported (nvmlDeviceGetProcessUtilization: {exc})"
+    pids = {s.pid for s in samples}
+    own = os.getpid() if os.getpid() in pids else watch.run_pid
+    if own is None and pids:
+        return None, (f"cannot tell: NVML's samples name pids {sorted(pids)}, none of them this process's "
+                      f"{os.getpid()} (host PIDs: a container?), and the run was not matched by memory")
+    per_pid: dict[int, list[float]] = {}
+    for sample in samples:
+        if sample.pid != own:
+            per_pid.setdefault(sample.pid, []).append(float(sample.smUtil))
+    share = sum(sum(v) / len(v) for v in per_pid.values())
+    return share, (f"NVML per-process SM utilisation over {len(samples)} samples: {len(per_pid)} other "
+                   f"process(es); this run is pid {own}")
 
 
 def _mib_or_none(proc: Any) -> float | None:

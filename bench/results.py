@@ -263,9 +263,11 @@ class Contention:
     other_cpu_s: float  # CPU time other processes used on them
     steal_s: float  # time a hypervisor gave them to other machines
     share: float  # (other_cpu_s + steal_s) / (wall_s * cpus)
-    contended: bool  # share >= threshold: compare does not gate the line
+    contended: bool  # share (or the GPU's) >= threshold: compare does not gate the line
     threshold: float
     source: str
+    gpu_other_sm_percent: float | None = None  # GPU runs: other processes' SM utilisation (NVML), percent
+    gpu_source: str | None = None  # how that was read, or why it could not be
 
 
 @dataclass(frozen=True)

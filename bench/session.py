@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import backends, cache, ceilings, energy, fingerprint, gpu, packages, results, roofline, work
+from bench import backends, cache, ceilings, contention, energy, fingerprint, gpu, packages, results, roofline, work
 from bench.data import Dataset
 from bench.distributed import launcher
 from bench.distributed.engine import Engine, engine_for
@@ -94,6 +94,7 @@ class Session:
         check_supported(settings.variant, adapter, adapter.device.kind)
         engines[0].after_start(adapter)
         watch = watch if adapter.device.kind == "gpu" else None
+        contention.use_gpu_watch(watch)  # the timed rounds' watch reads other processes' GPU use through it
         problem = gpu_neighbours_problem(watch)
         if problem and settings.strict_gpu:
             raise GpuNeighbours(f"--strict-gpu: {problem}")

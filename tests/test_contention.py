@@ -1,13 +1,16 @@
 """bench.contention: other processes' CPU time while a benchmark's rounds ran, and what the suite does with it."""
 
+import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
 from bench import compare as cmp
-from bench import contention, report, results
+from bench import contention, gpu, report, results
+from tests.fake_nvml import FakeNvmlError, fake_pynvml
 from tests.resultfiles import busy, make_result, write_result
 
 
@@ -115,3 +118,56 @@ def test_a_contended_benchmark_warns_or_under_strict_cpu_fails():
     assert "--strict-cpu" in line
     with pytest.raises(contention.Contended, match=r"^--strict-cpu: train_step was contended"):
         contention.warning("train_step", busy(0.46), strict=True)
+
+
+# ------------------------------------------------------------------------------------------- on a GPU
+
+def _utilisation(samples):
+    """A fake NVML whose per-process samples are ``samples``: (pid, smUtil) pairs, or an error to raise."""
+    nv = fake_pynvml()
+
+    def read(handle, since):
+        if isinstance(samples, Exception):
+            raise samples
+        return [SimpleNamespace(pid=pid, timeStamp=since + 1, smUtil=sm, memUtil=0) for pid, sm in samples]
+
+    nv.nvmlDeviceGetProcessUtilization = read
+    return nv
+
+
+def test_gpu_others_are_every_other_pids_mean_sm_use():
+    me = os.getpid()
+    watch = gpu.GpuWatch(_utilisation([(me, 90), (me, 80), (4242, 30), (4242, 10), (4343, 5)]), None)
+    percent, how = gpu.others_sm_percent(watch, 0)
+    assert percent == pytest.approx(20 + 5) and f"this run is pid {me}" in how and "2 other process(es)" in how
+
+
+def test_gpu_samples_of_host_pids_are_told_apart_only_when_the_run_was_matched():
+    samples = [(70001, 90), (70002, 40)]  # inside a container: NVML's pids are the host's
+    watch = gpu.GpuWatch(_utilisation(samples), None)
+    watch.run_pid = None  # NVML listed no process of this pid and nothing matched the run's memory
+    percent, how = gpu.others_sm_percent(watch, 0)
+    assert percent is None and how.startswith("cannot tell")
+    watch.run_pid = 70001  # as other_processes sets it when the run's memory picked it out
+    percent, _ = gpu.others_sm_percent(watch, 0)
+    assert percent == pytest.approx(40)
+
+
+def test_no_gpu_samples_in_the_window_is_no_one_else():
+    watch = gpu.GpuWatch(_utilisation(FakeNvmlError("Not Found")), None)
+    assert gpu.others_sm_percent(watch, 0) == (0.0, "NVML per-process utilisation: no samples in the window")
+    watch = gpu.GpuWatch(_utilisation(FakeNvmlError("Not Supported")), None)
+    assert gpu.others_sm_percent(watch, 0)[0] is None
+
+
+def test_the_watch_flags_a_busy_gpu_even_when_the_cpus_were_free(monkeypatch):
+    monkeypatch.setattr(contention, "_busy_and_steal", lambda cpus: (0.0, 0.0))
+    monkeypatch.setattr(contention, "_own_cpu", lambda: {})
+    contention.use_gpu_watch(gpu.GpuWatch(_utilisation([(os.getpid(), 60), (4242, 35)]), None))
+    try:
+        c = contention.Watch().stop()
+    finally:
+        contention.use_gpu_watch(None)
+    assert c.share == 0.0 and c.gpu_other_sm_percent == pytest.approx(35) and c.contended
+    assert "other processes' kernels kept 35% of the SMs busy" in contention.describe(c)
+    assert contention.Watch().stop().gpu_other_sm_percent is None  # no GPU watch: CPU only
