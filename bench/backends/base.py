@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -116,6 +117,65 @@ def family_of(op: str) -> str:
     if any(m in name for m in _ELEMENTWISE):
         return "element-wise"
     return "other"
+
+
+def xla_family(name: str) -> str:
+    """The family of an XLA:CPU thunk as a profiler names it ("ynn_fusion.3", "multiply_add_fusion", "while.2").
+
+    XLA:CPU hands dots, with what it fuses into them, to YNNPACK as ``ynn_fusion`` (their HLO metadata says
+    dot_general); loop fusions are named after the ops they fuse; ``wrapped_*`` wraps one op.
+    """
+    op = name.rstrip("0123456789").rstrip(".").removeprefix("wrapped_").removesuffix("_fusion")
+    if op.startswith("ynn") or op.startswith("dot") or "convolution" in op:
+        return "matmul"
+    if "dynamic-update-slice" in op or "dynamic-slice" in op or op.startswith(("bitcast", "copy", "transpose")):
+        return "copies and layout"
+    if op in ("while", "conditional", "call"):
+        return "loop and control"
+    return family_of(op.replace("-", "_"))
+
+
+def wall_seconds(events: Iterable[tuple[Any, Any, float, float]], idle: Callable[[Any], bool]) -> dict[Any, float]:
+    """Wall time per name of a profiler's nested events ``(thread, name, start_s, duration_s)``.
+
+    On each thread the innermost open event holds the thread (a loop's own time, not its body's); where
+    several threads' events run at once, they share that wall time equally, so that the names' times add up
+    to at most the wall time traced, also when an XLA or TF op runs on two threads at once. Events for
+    which ``idle(name)`` is true (an executor waiting for its workers) hold nothing.
+    """
+    segments: list[tuple[float, float, Any]] = []
+    by_thread: dict[Any, list[tuple[float, float, Any]]] = {}
+    for thread, name, start, duration in events:
+        by_thread.setdefault(thread, []).append((start, start + duration, name))
+    for timeline in by_thread.values():
+        timeline.sort(key=lambda event: (event[0], event[0] - event[1]))  # the outer first where two start together
+        stack: list[tuple[float, Any]] = []  # open events: (end, name)
+        cursor = 0.0
+        for start, end, name in [*timeline, (math.inf, math.inf, None)]:  # the sentinel closes everything
+            while stack and stack[-1][0] <= start:
+                if stack[-1][0] > cursor:
+                    segments.append((cursor, stack[-1][0], stack[-1][1]))
+                cursor = stack.pop()[0]
+            if stack and start > cursor:
+                segments.append((cursor, start, stack[-1][1]))
+            cursor = start
+            stack.append((min(end, stack[-1][0]) if stack else end, name))
+    segments = [seg for seg in segments if seg[2] is not None and not idle(seg[2])]
+    if not segments:
+        return {}
+    starts, ends = np.array([seg[0] for seg in segments]), np.array([seg[1] for seg in segments])
+    bounds = np.unique(np.concatenate([starts, ends]))
+    active = np.zeros(len(bounds))
+    np.add.at(active, np.searchsorted(bounds, starts), 1)
+    np.add.at(active, np.searchsorted(bounds, ends), -1)
+    running = np.cumsum(active)[:-1]  # events running in each interval between two bounds
+    share = np.divide(np.diff(bounds), running, out=np.zeros(len(running)), where=running > 0)
+    held = np.concatenate([[0.0], np.cumsum(share)])  # each running event's share of the wall, up to each bound
+    found: dict[Any, float] = {}
+    for (_, _, name), a, b in zip(segments, np.searchsorted(bounds, starts), np.searchsorted(bounds, ends),
+                                  strict=True):
+        found[name] = found.get(name, 0.0) + float(held[b] - held[a])
+    return found
 
 
 def compare_kernels(spied: str, observed: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import jax  # absolute import: the real JAX, not this module
 import numpy as np
 
-from bench.backends.base import Adapter, StepCount, describe_program
+from bench.backends.base import Adapter, StepCount, describe_program, wall_seconds, xla_family
 from bench.fingerprint import usable_cpus
 
 # The CUDA plugin distributions JAX loads for NVIDIA GPUs (jax[cuda12] / jax[cuda13]).
@@ -223,6 +223,42 @@ class JaxAdapter(Adapter):
         forward, forward_backward, update = (jax.jit(functions[k]) for k in ("forward", "forward_backward", "update"))
         return {"forward": lambda: forward(tv, ntv, x, y), "forward_backward": lambda: forward_backward(tv, ntv, x, y),
                 "update": lambda: update(tv, ntv, ov, x, y)}
+
+    def op_families(self, step: Callable[[], Any], calls: int) -> tuple[dict[str, float] | None, str]:
+        """JAX's profiler (``jax.profiler.trace``, its Perfetto JSON) over ``calls`` calls: the self time of
+        the thunks XLA ran on its own threads, by family; the rest of the calls' wall time is Python,
+        Keras and dispatch."""
+        import glob
+        import gzip
+        import json
+        import tempfile
+        import time
+
+        with tempfile.TemporaryDirectory() as folder:
+            with jax.profiler.trace(folder, create_perfetto_trace=True):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    self.sync(step())
+                wall = time.perf_counter() - start
+            found = glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"), recursive=True)
+            if not found:
+                return None, "not profiled: jax.profiler.trace wrote no Perfetto trace"
+            with gzip.open(found[0]) as f:
+                trace = json.load(f)
+        events = trace["traceEvents"] if isinstance(trace, dict) else trace
+        threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
+                   if e.get("ph") == "M" and e.get("name") == "thread_name"}
+        xla = [((e["pid"], e["tid"]), e["name"], e["ts"] / 1e6, e.get("dur", 0) / 1e6) for e in events
+               if e.get("ph") == "X" and threads.get((e["pid"], e["tid"]), "").startswith("tf_XLA")]
+        families: dict[str, float] = {}
+        # The executor's own events hold no op: waiting for its workers, or between thunks.
+        for name, seconds in wall_seconds(xla, lambda name: name.startswith(("ThunkExecutor", "Threadpool"))).items():
+            family = xla_family(name)
+            families[family] = families.get(family, 0.0) + seconds
+        families["python and framework (outside XLA's ops)"] = max(wall - sum(families.values()), 0.0)
+        return ({k: v / calls for k, v in families.items()},
+                f"jax.profiler.trace over {calls} calls: wall time of the XLA thunks on XLA's threads (thunks running "
+                "at once share it), by family; the rest of the calls' wall time is Python, Keras and dispatch")
 
     def _gpu_name(self) -> str | None:
         # This process's own devices: under --processes, jax.devices() also lists the other ranks' GPUs.

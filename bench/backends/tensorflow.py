@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 import tensorflow as tf  # absolute import: the real TensorFlow, not this module
 
-from bench.backends.base import Adapter, StepCount, describe_program
+from bench.backends.base import Adapter, StepCount, describe_program, family_of, wall_seconds, xla_family
 
 
 class TensorFlowAdapter(Adapter):
@@ -49,6 +49,53 @@ class TensorFlowAdapter(Adapter):
 
     def own_op(self, name: str) -> Callable[[Any, Any], Any]:
         return getattr(tf, name)
+
+    def op_families(self, step: Callable[[], Any], calls: int) -> tuple[dict[str, float] | None, str]:
+        """TensorFlow's profiler (``tf.profiler.experimental``, its XPlane) over ``calls`` calls: the self time
+        of TF's kernels (named by op type) and of XLA's thunks where the step is XLA-compiled, by family; the
+        rest of the calls' wall time is Python, Keras and the executor."""
+        import glob
+        import tempfile
+        import time
+
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+        with tempfile.TemporaryDirectory() as folder:
+            tf.profiler.experimental.start(folder)
+            try:
+                start = time.perf_counter()
+                for _ in range(calls):
+                    self.sync(step())
+                wall = time.perf_counter() - start
+            finally:
+                tf.profiler.experimental.stop()
+            found = glob.glob(os.path.join(folder, "**", "*.xplane.pb"), recursive=True)
+            if not found:
+                return None, "not profiled: tf.profiler.experimental wrote no XPlane"
+            space = xplane_pb2.XSpace()
+            space.ParseFromString(Path(found[0]).read_bytes())
+        events, kinds = [], {}
+        for plane in space.planes:
+            if plane.name != "/host:CPU":
+                continue
+            for line in plane.lines:
+                for e in line.events:
+                    meta = plane.event_metadata[e.metadata_id]
+                    key = (line.id, meta.name)
+                    # A TF kernel's display name is its op type ("MatMul"); XLA's thunks run on XLA's threads.
+                    kinds[key] = (family_of(meta.display_name) if meta.display_name
+                                  else xla_family(meta.name) if line.name.startswith("tf_XLA") else None)
+                    events.append((line.id, key, (line.timestamp_ns * 1000 + e.offset_ps) / 1e12,
+                                   e.duration_ps / 1e12))
+        families: dict[str, float] = {}
+        # Executor and thread-pool events are no kernel: where they are innermost, the thread holds no op.
+        for key, seconds in wall_seconds(events, lambda key: kinds.get(key) is None).items():
+            families[kinds[key]] = families.get(kinds[key], 0.0) + seconds
+        families["python and framework (outside TF's kernels)"] = max(wall - sum(families.values()), 0.0)
+        return ({k: v / calls for k, v in families.items()},
+                f"tf.profiler.experimental over {calls} calls: wall time of TF kernels (by op type) and XLA thunks "
+                "(kernels running at once share it), by family; the rest of the calls' wall time is Python, Keras "
+                "and TF's executor")
 
     def phase_steps(self, model: Any, x: Any, y: Any) -> dict[str, Callable[[], Any]]:
         """What Keras's TensorFlow trainer runs in its tf.function (forward, ``GradientTape``, ``optimizer.apply``),
