@@ -112,11 +112,13 @@ def _median_time(run: Callable[[], Any], repeats: int, adapter: backends.Adapter
 
 
 # Dense float32 (non-tensor-core) peaks from the vendors' spec sheets, FLOP/s: labelled spec, never measured.
-SPEC_FP32_FLOPS = {"H200": 67e12, "H100": 67e12, "A100": 19.5e12, "L4": 30.3e12, "T4": 8.1e12}
+# Longer names first: "H100 PCIe" is not the SXM part's 67 TFLOP/s.
+SPEC_FP32_FLOPS = {"H100 PCIe": 51e12, "H100 NVL": 60e12, "H200": 67e12, "H100": 67e12, "A100": 19.5e12,
+                   "L4": 30.3e12, "T4": 8.1e12}
 
 
 def spec_peak(device_name: str) -> float | None:
-    """The spec-sheet float32 peak of a known GPU (by name), else None."""
+    """The spec-sheet float32 peak of a known GPU (by the name the backend reports), else None."""
     for model, peak in SPEC_FP32_FLOPS.items():
         if model in device_name:
             return peak

@@ -70,3 +70,11 @@ def test_bounds_are_work_over_ceilings_and_the_largest_binds():
 def test_share_refuses_a_nonpositive_median():
     with pytest.raises(ValueError):
         roofline.share(roofline.bounds(work.step_work(DEFAULT_CONFIG, "predict"), CEILINGS, 1), 0.0)
+
+
+def test_a_gpus_spec_peak_is_found_by_its_reported_name_or_not_at_all():
+    from bench.ceilings import spec_peak
+
+    assert spec_peak("NVIDIA H200") == 67e12 and spec_peak("NVIDIA H100 80GB HBM3") == 67e12
+    assert spec_peak("NVIDIA H100 PCIe") == 51e12  # the PCIe part, not the SXM one
+    assert spec_peak("NVIDIA GeForce RTX 4090") is None and spec_peak("Intel Xeon") is None
