@@ -1,0 +1,28 @@
+"""experiments/contention.py: its competitor and its table (the runs themselves are `bench run`'s)."""
+
+from __future__ import annotations
+
+import psutil
+
+from bench import results
+from experiments import contention as experiment
+from tests.resultfiles import busy, make_result, write_result
+
+
+def test_the_competitor_spins_until_the_block_ends():
+    with experiment.busy_process() as proc:
+        spinning = psutil.Process(proc.pid)
+        assert spinning.cpu_percent(interval=0.5) > 50  # one busy loop: about a whole CPU
+    assert proc.poll() is not None  # killed and reaped
+
+
+def test_the_table_sets_each_benchmark_alone_beside_busy(tmp_path):
+    write_result(tmp_path / "alone", make_result("torch", train=(0.100, 0.002), predict=(0.020, 0.001),
+                                                 kinds=("train_step", "predict_step"), contention=busy(0.01)))
+    write_result(tmp_path / "busy", make_result("torch", train=(0.250, 0.002), predict=(0.030, 0.001),
+                                                kinds=("train_step", "predict_step"), contention=busy(0.48)))
+    sides = [results.results_of(results.load([tmp_path / side])[0]) for side in ("alone", "busy")]
+    assert experiment.rows(*sides) == [
+        ["test_predict_step[torch-cpu]", "20.0", "30.0", "1.50", "1%", "48% contended"],
+        ["test_train_step[torch-cpu]", "100.0", "250.0", "2.50", "1%", "48% contended"],
+    ]
