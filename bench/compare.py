@@ -323,12 +323,8 @@ def _latency(bs: Sequence[Result], cs: Sequence[Result], note: str,
     if b.run.fingerprint and c.run.fingerprint and unlike:
         change.verdict = "not comparable: " + "; ".join(unlike)
         return change, None
-    busy = contended_text(bs, cs)
-    if busy:
-        change.verdict = f"{rule.CANNOT_GATE}: {busy}"
-        return change, None
     change.noise = noise.get(noise_key(c))
-    return change, rule.Line(b_ms, c_ms, change.noise)
+    return change, rule.Line(b_ms, c_ms, change.noise, contended_text(bs, cs))
 
 
 def contended_text(bs: Sequence[Result], cs: Sequence[Result]) -> str | None:

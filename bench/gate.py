@@ -4,9 +4,10 @@ One line is one benchmark, each side the process medians of its newest run. The 
 ``compare`` (real result files) and ``bench.gatesim`` (simulated ones), so that the error rates
 simulated are the rule's own:
 
-1. Lines with fewer than ``min_processes`` a side, or whose process medians fall into two modes
-   (``stats.process_modes``: e.g. 330 and 400 ms), are not gated; the verdict says why. Pooling two
-   modes would make the test's variance describe neither.
+1. Lines with fewer than ``min_processes`` a side, whose process medians fall into two modes
+   (``stats.process_modes``: e.g. 330 and 400 ms), or some of whose processes ran beside other busy
+   processes (``Line.contended``) are not gated; the verdict says why. Pooling two modes would make the
+   test's variance describe neither; a contended time measures the other work too.
 2. Every other line gets Welch's t test on log process medians (``stats.log_ratio_test``), one
    sided each way, with this machine's calibrated variance when there is one.
 3. Holm's step-down (``stats.holm``) over the run's gated lines, for "slower" and for "faster"
@@ -44,6 +45,7 @@ class Line:
     baseline: Sequence[float]
     current: Sequence[float]
     noise: stats.ProcessNoise | None = None
+    contended: str | None = None  # why some of its processes ran beside other busy ones (bench.contention)
 
 
 @dataclass(frozen=True)
@@ -102,18 +104,24 @@ def refused(baseline: np.ndarray, current: np.ndarray, min_processes: int = MIN_
     return np.asarray(few | bimodal)
 
 
-def refusal(baseline: Sequence[float], current: Sequence[float],
-            min_processes: int = MIN_PROCESSES) -> tuple[str | None, stats.Modes | None]:
-    """Step 1 for one line: why it is not gated (None: it is), and its two modes where it has them."""
+def refusal(baseline: Sequence[float], current: Sequence[float], min_processes: int = MIN_PROCESSES,
+            contended: str | None = None) -> tuple[str | None, stats.Modes | None]:
+    """Step 1 for one line: why it is not gated (None: it is), and its two modes where it has them.
+
+    ``contended`` (why some of its processes ran beside other busy processes) refuses the line too: such
+    a time measures the other work as well. Every reason that applies is named.
+    """
     modes = stats.process_modes([baseline, current])
-    if not refused(np.asarray(baseline, float), np.asarray(current, float), min_processes):
-        return None, modes
-    counts, needed = (len(baseline), len(current)), max(2, min_processes)
-    if min(counts) < needed:
-        return (f"{CANNOT_GATE}: {counts[0]} vs {counts[1]} processes, needs {needed} a side "
-                f"(--repeat {needed})"), modes
-    return (f"{CANNOT_GATE}: the process medians fall into two modes (see note); gate single-threaded "
-            "(--threads 1) or find the cause"), modes
+    reasons = []
+    if refused(np.asarray(baseline, float), np.asarray(current, float), min_processes):
+        counts, needed = (len(baseline), len(current)), max(2, min_processes)
+        reasons.append(f"{counts[0]} vs {counts[1]} processes, needs {needed} a side (--repeat {needed})"
+                       if min(counts) < needed else
+                       "the process medians fall into two modes (see note); gate single-threaded (--threads 1) or "
+                       "find the cause")
+    if contended:
+        reasons.append(contended)
+    return (f"{CANNOT_GATE}: {'; '.join(reasons)}" if reasons else None), modes
 
 
 def judge(lines: Sequence[Line], threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
@@ -130,7 +138,7 @@ def judge(lines: Sequence[Line], threshold: float = DEFAULT_THRESHOLD, alpha: fl
     tests: list[stats.RatioTest] = []
     modes_of: list[stats.Modes | None] = []
     for line in lines:
-        reason, modes = refusal(line.baseline, line.current, min_processes)
+        reason, modes = refusal(line.baseline, line.current, min_processes, line.contended)
         modes_of.append(modes)
         if reason:
             found.append(Judgement(reason, modes=modes))

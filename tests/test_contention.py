@@ -171,3 +171,11 @@ def test_the_watch_flags_a_busy_gpu_even_when_the_cpus_were_free(monkeypatch):
     assert c.share == 0.0 and c.gpu_other_sm_percent == pytest.approx(35) and c.contended
     assert "other processes' kernels kept 35% of the SMs busy" in contention.describe(c)
     assert contention.Watch().stop().gpu_other_sm_percent is None  # no GPU watch: CPU only
+
+
+def test_a_line_refused_for_two_reasons_names_both(tmp_path):
+    base = _processes(tmp_path, "one-base", [0.100])
+    cur = _processes(tmp_path, "one-cur", [0.140], contended_at=(0,))
+    [line], _ = cmp.compare([base], [cur])
+    assert line.verdict == ("cannot gate: 1 vs 1 processes, needs 3 a side (--repeat 3); contended: 0 of 1 baseline "
+                            "and 1 of 1 current processes ran while other processes used up to 46% of their CPUs")

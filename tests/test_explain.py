@@ -13,7 +13,7 @@ from tests.resultfiles import make_result, phases_of, write_result
 def test_explain_runs_the_train_steps_with_explain_and_prints_where_the_time_goes(tmp_path, monkeypatch, capsys):
     asked = []
 
-    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None):
+    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None, backend_environments=None):
         asked.append((list(backends), list(pytest_args), repeat))
         doc = make_result("torch", kinds=("train_step",), train=(0.100, 0.002))
         doc["benchmarks"][0]["extra_info"]["metrics"]["phases"] = phases_of(0.100)
@@ -32,7 +32,7 @@ def test_explain_runs_the_train_steps_with_explain_and_prints_where_the_time_goe
 
 
 def test_explain_says_so_when_nothing_was_split(tmp_path, monkeypatch, capsys):
-    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None):
+    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None, backend_environments=None):
         write_result(run_dir, make_result("torch", kinds=("train_step",)))
         return [runner.Outcome("torch", "ok", 1.0, label="torch")]
 

@@ -340,7 +340,7 @@ def test_terminal_table_names_seeds_failures_and_the_rest_of_the_report(tmp_path
 
 
 def test_run_ends_with_the_compact_table_and_writes_the_wide_one(tmp_path, monkeypatch, capsys):
-    def planted(backends, pytest_args, run_dir, repeat=1, environment=None):
+    def planted(backends, pytest_args, run_dir, repeat=1, environment=None, backend_environments=None):
         three_backends(run_dir)
         return [runner.Outcome(backend, "ok") for backend in backends]
 

@@ -156,7 +156,7 @@ def test_the_design_is_saved_and_parity_reads_the_run_at_its_last_look(tmp_path)
 def test_run_seeds_auto_runs_batches_and_writes_its_outcome(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None):
+    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None, backend_environments=None):
         seeds = [int(s) for s in pytest_args[pytest_args.index("--seeds") + 1].split(",")]
         calls.append((backends, pytest_args[:2], seeds))
         Batches(run_dir, backends=tuple(backends), spread=0.002)(tuple(seeds))

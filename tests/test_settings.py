@@ -159,7 +159,7 @@ def test_every_command_has_its_module_and_the_parser_lists_them_all():
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == ["run", "explain", "report", "compare", "parity", "ab", "matrix", "bisect", "calibrate",
-                                 "history", "gpu-check"]
+                                 "history", "gpu-check", "cuda-libs"]
     assert all(callable(command.add) and callable(command.run) for command in COMMANDS)
 
 
