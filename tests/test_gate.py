@@ -61,3 +61,32 @@ def test_judge_checks_its_arguments():
     with pytest.raises(ValueError):
         gate.judge([], threshold=-0.1)
     assert gate.judge([]) == []
+
+
+def test_the_threshold_and_alpha_are_strict_bounds():
+    # 1.25 and 0.75 are exactly 1 ± 0.25: at the threshold is not past it.
+    at = gate.decide(np.array([1.25, 0.75]), np.array([0.001, 0.999]), np.array([0.999, 0.001]), 0.25)
+    assert not at.regression.any() and not at.faster.any() and not at.within_noise.any()
+    past = gate.decide(np.array([1.26, 0.74]), np.array([0.001, 0.999]), np.array([0.999, 0.001]), 0.25)
+    assert past.regression.tolist() == [True, False] and past.faster.tolist() == [False, True]
+    # One gated line: Holm leaves its p as it is, and a p of exactly alpha does not reject.
+    one = gate.decide(np.array([1.5]), np.array([0.05]), np.array([0.05]), 0.0)
+    assert not one.regression.any() and one.within_noise.tolist() == [True]
+    other = gate.decide(np.array([0.5]), np.array([0.05]), np.array([0.05]), 0.0)
+    assert not other.faster.any() and other.within_noise.tolist() == [True]
+
+
+def test_gated_may_be_given_as_zeros_and_ones():
+    ratio, p = np.array([1.10, 1.10]), np.array([0.03, 0.03])
+    decided = gate.decide(ratio, p, 1 - p, 0.0, gated=[1, 0])
+    assert decided.regression.tolist() == [True, False] and np.isnan(decided.p_slower[1])
+    assert decided.p_slower[0] == pytest.approx(0.03)
+
+
+def test_two_modes_with_the_fewest_processes_are_called_two_modes():
+    # 3 processes a side is enough to gate: the refusal is for the two modes, and says what to do.
+    baseline, current = [330.0, 400.0, 400.0], [330.0, 330.0, 400.0, 400.0, 400.0, 330.0, 330.0, 400.0, 400.0]
+    reason, modes = gate.refusal(baseline, current)
+    assert reason == ("cannot gate: the process medians fall into two modes (see note); gate single-threaded "
+                      "(--threads 1) or find the cause")
+    assert modes.sides == ((1, 330.0, 2, 400.0), (4, 330.0, 5, 400.0))

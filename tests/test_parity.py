@@ -678,3 +678,138 @@ def test_bench_run_trains_each_seed_shows_progress_and_reports_parity(tmp_path):
     assert run.info.settings["seeds"] == [0, 1]
     assert "## Does accuracy hold across backends?" in (run_dir / "REPORT.md").read_text()
     assert any(p.name.startswith("curves_") for p in run_dir.iterdir())
+
+
+# ------------------------------------------------------------------- the parity section, from hand-made groups
+
+def hand_made_group(levels=stats.FIXED):
+    """Three backend lines and five pairs whose numbers are typed in, so the text can be checked to the character."""
+    from bench.results import GroupKey
+
+    def run(seed, acc, epochs=None, seconds=None, status="ok"):
+        return parity.SeedRun(seed, status, acc, epochs, seconds, (), "n", "f")
+
+    jax = parity.BackendSeeds(
+        "jax 1.0", ("jax", "cpu", "3", "default"), "synthetic data",
+        [run(0, 0.801, 2.0, 10.0), run(1, 0.812, 3.0, 12.5), run(2, 0.795)],
+        accuracy=stats.Interval(0.8027, 0.79, 0.815, 3), epochs=stats.Interval(2.5, 1.0, 4.0, 2),
+        seconds=stats.Interval(11.25, 5.0, 17.5, 2), mlperf=stats.MlperfTime(12.5, 3, 1))
+    tf = parity.BackendSeeds(
+        "tensorflow 2.0", ("tensorflow", "cpu", "3", "default"), "IMDB data",
+        [run(0, 0.8), run(5, None, status="failed")], accuracy=stats.Interval(0.8, None, None, 1),
+        mlperf=stats.MlperfTime(None, 1, 1, "needs 3 seeds or more"))
+    torch = parity.BackendSeeds("torch 3.0", ("torch", "cpu", "3", "default"), "synthetic data", [])
+
+    def equivalence(verdict, paired, n, r=None, unpaired=None, p=(0.5, 0.012)):
+        interval = stats.Interval(0.0, -0.004, 0.006, n)
+        return stats.Equivalence(0.001, 0.01, verdict, interval, interval, p[1], p[0], paired, n, 0.004, r, unpaired)
+
+    pairs = [
+        parity.PairVerdict("val_accuracy", "jax 1.0", "tensorflow 2.0", stats.Interval(0.0027, -0.005, 0.0104, 3),
+                           equivalence(stats.EQUIVALENT, True, 3, 0.86, 12.4), "equivalent within ±1 pt", (0, 1, 2),
+                           "a note"),
+        parity.PairVerdict("epochs", "jax 1.0", "tensorflow 2.0", stats.Interval(1.25, 0.8, 1.9, 4),
+                           equivalence(stats.UNSETTLED, False, 2), "not settled", (0, 1, 5, 6)),
+        parity.PairVerdict("seconds", "jax 1.0", "torch 3.0", None, None, "not comparable", ()),
+        parity.PairVerdict("val_accuracy", "jax 1.0", "torch 3.0", stats.Interval(-0.0031, None, None, 3),
+                           equivalence(stats.UNSETTLED, True, 3, None, 2.0, p=(None, None)), "not settled", (0, 1, 2)),
+        parity.PairVerdict("seconds", "tensorflow 2.0", "torch 3.0", stats.Interval(1.1, None, None, 1), None, "x",
+                           (3, 4)),
+    ]
+    key = parity.ParityKey(GroupKey("parity", "synthetic", 32, 200, "cpu"), 1, 4992, 1984, 0.7)
+    return parity.ParityGroup(key, [jax, tf, torch], pairs, levels=levels)
+
+
+FIXED_METHOD = (
+    "Means with Student-t 95% intervals over seeds. Pairs are compared seed by seed (the same seed gives every "
+    "backend the same initial weights and batch order): a paired t interval of the per-seed differences and a "
+    "paired TOST; r is the pair's correlation over seeds, and \"as precise as ≈ N unpaired\" the seeds per backend "
+    "an unpaired (Welch) comparison would need for the same precision. Welch's unpaired test is used only for "
+    "backends sharing fewer than two seeds. val_accuracy in points, epochs and seconds as ratios (tested on their "
+    "logarithms). Fixed design, alpha 0.05. Verdicts against ±1 pt of val_accuracy and ±10% for epochs and "
+    "seconds: \"equivalent\" when TOST's 90% interval lies inside the margin; \"different, but within\" when it "
+    "does and the test of no difference also rejects; \"different, by more than\" when that interval lies beyond "
+    "the margin; else \"not settled\", with the seeds a fixed design would need for 80% power at a true difference "
+    "of 0 (statsmodels; from a stated SD bound, and from the 95% upper bound of the SD seen, never from the "
+    "observed difference). Epochs to the target are known to the validation interval only, and are not compared "
+    "where that step exceeds the margin. MLPerf time: the fastest and slowest seed dropped, the rest averaged, a "
+    "seed that never reached the target counting as the slowest; more than one such seed makes it invalid.")
+
+
+def test_the_parity_section_to_the_character():
+    lines = parity.render_markdown([hand_made_group()])
+    assert lines == [
+        "## Parity: parity profile · synthetic data · batch 32 · maxlen 200 · cpu · 1 epoch · 4,992 / 1,984 reviews",
+        "",
+        "Data: IMDB data; synthetic data.",
+        "",
+        "| Backend | Seeds | final val_accuracy per seed | Mean [95% CI] | Epochs to 0.7: mean [95% CI] "
+        "| Seconds to 0.7: mean [95% CI] | MLPerf time s |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| jax 1.0 | 3 (0 to 2) | 0.801 0.812 0.795 | 0.803 [0.790, 0.815] | 2.50 [1.00, 4.00], 2 of 3 reached "
+        "| 11.2 [5.0, 17.5], 2 of 3 reached | 12.5 (1 seed unreached, counted as the slowest) |\n"
+        "| tensorflow 2.0 | 2 (0, 5) | 0.800 seed 5 failed | 0.800 (1 seed) | not reached (1 seed) "
+        "| not reached (1 seed) | needs 3 seeds or more |\n"
+        "| torch 3.0 | 0 () |  | — | not reached (0 seeds) | not reached (0 seeds) | — |",
+        "",
+        "| Pair | Metric | Seeds | Difference [95% CI] | p (no difference) | p (TOST) | Verdict | Note |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        "| jax 1.0 - tensorflow 2.0 | final val_accuracy | 3 paired, r 0.86: as precise as ≈ 12 unpaired (saves ≈ 9) "
+        "| +0.3 pt [-0.5, +1.0] | 0.500 | 0.012 | equivalent within ±1 pt | a note |\n"
+        "| jax 1.0 / tensorflow 2.0 | epochs to target | Welch, 4 seeds | 1.25x [0.80, 1.90] | 0.500 | 0.012 "
+        "| not settled |  |\n"
+        "| jax 1.0 / torch 3.0 | seconds to target | — | — | — | — | not comparable |  |\n"
+        "| jax 1.0 - torch 3.0 | final val_accuracy | 3 paired: as precise as ≈ 2 unpaired (costs ≈ 1: the seeds "
+        "move apart) | -0.3 pt | — | — | not settled |  |\n"
+        "| tensorflow 2.0 / torch 3.0 | seconds to target | 2 paired | 1.10x | — | — | x |  |",
+        "",
+        FIXED_METHOD,
+        "",
+    ]
+    assert parity.render_markdown([hand_made_group()], heading="###")[0].startswith("### Parity: parity profile")
+
+
+def test_a_sequential_look_is_named_in_the_headers_and_the_method():
+    levels = stats.Levels(0.0012, 0.0034, 0.05, "look 2 of 6, O'Brien-Fleming spending")
+    lines = parity.render_markdown([hand_made_group(levels)])
+    assert lines[6].startswith("| Pair | Metric | Seeds | Difference [95% repeated CI] | p (no difference) |")
+    assert lines[8] == FIXED_METHOD.replace(
+        "Fixed design, alpha 0.05.",
+        "Group-sequential design, look 2 of 6, O'Brien-Fleming spending: each claim keeps its error at 0.05 over every "
+        "look (nominal levels at this look: 0.0012 per one-sided test, 0.0034 for the test of no difference; the "
+        "verdict's interval is a repeated confidence interval).").replace("TOST's 90% interval", "TOST's 100% interval")
+
+
+def test_to_json_holds_every_field():
+    group = hand_made_group()
+    [document] = json.loads(json.dumps(parity.to_json([group]), default=str))
+    assert set(document) == {"key", "label", "margin", "time_margin", "confidence", "levels", "sd_bound", "backends",
+                             "pairs"}
+    assert document["key"] == {"group": {"profile": "parity", "dataset": "synthetic", "batch_size": 32,
+                                         "maxlen": 200, "device": "cpu"},
+                               "epochs": 1, "train_samples": 4992, "val_samples": 1984, "target": 0.7}
+    assert document["label"] == group.key.label and document["levels"] == {"margin": 0.05, "zero": 0.05,
+                                                                          "alpha": 0.05, "look": ""}
+    assert (document["margin"], document["time_margin"], document["confidence"], document["sd_bound"]) == (
+        0.01, 0.1, 0.95, None)
+    jax = document["backends"][0]
+    assert jax["line"] == ["jax", "cpu", "3", "default"] and jax["label"] == "jax 1.0"
+    assert jax["accuracy"] == {"estimate": 0.8027, "low": 0.79, "high": 0.815, "n": 3, "confidence": 0.95}
+    assert [r["seed"] for r in jax["runs"]] == [0, 1, 2] and jax["mlperf"]["score"] == 12.5
+    assert document["pairs"][0]["test"]["p_tost"] == 0.012 and document["pairs"][2]["test"] is None
+    assert [p["metric"] for p in document["pairs"]] == ["val_accuracy", "epochs", "seconds", "val_accuracy", "seconds"]
+
+
+def test_render_of_result_files(tmp_path):
+    assert parity.render([]) == "No accuracy results.\n"
+    one = [seeded_run("jax", [0.80]), seeded_run("tensorflow", [0.81])]
+    for document in one:
+        write_result(tmp_path / "one", document)
+    found = results.results_of(results.load([tmp_path / "one"])[0])
+    text = parity.render(found)
+    assert text.startswith("# Does accuracy hold across backends?\n\n## Parity: ")
+    assert text.endswith("\n_One seed per backend: run the accuracy benchmark with --seeds 5 (or --profile parity) "
+                         "to see the seed-to-seed spread._\n")
+    document = json.loads(parity.render(found, fmt_name="json"))
+    assert list(document) == ["parity"] and document["parity"][0]["margin"] == 0.01
+    assert json.loads(parity.render(found, margin=0.02, fmt_name="json"))["parity"][0]["margin"] == 0.02

@@ -179,3 +179,54 @@ def test_run_seeds_auto_runs_batches_and_writes_its_outcome(tmp_path, monkeypatc
 def test_run_seeds_auto_refuses_a_bad_design(tmp_path, capsys):
     code = main(["run", "--backends", "jax", "--seeds", "auto", "--margin", "0pt", "--run-dir", str(tmp_path)])
     assert code == 2 and "the margin and the SD bound must be above 0" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ the outcome, written out
+
+DESCRIBED = ("Seeds until settled: ±1 pt of val_accuracy, alpha 0.05 per claim; 11 seeds give TOST 80% power at a "
+             "true difference of 0 pt with a paired SD ≤ 1 pt (stated). Looks after 2, 4, 6, 8, 10, 11 seeds "
+             "(O'Brien-Fleming alpha spending).")
+
+
+def hand_made_outcome(stop="settled", looks=2):
+    from bench import parity
+    from bench.results import GroupKey
+
+    key = parity.ParityKey(GroupKey("parity", "synthetic", 32, 200, "cpu"), 1, 4992, 1984, 0.7)
+    verdict = parity.PairVerdict("val_accuracy", "jax", "tensorflow", None, None, "equivalent within ±1 pt", (0, 1),
+                                 "a note")
+    seconds = parity.PairVerdict("seconds", "jax", "tensorflow", None, None, "x", (0, 1))
+    group = parity.ParityGroup(key, [], [verdict, seconds])
+    outcome = sequential.Outcome(sequential.Design(), stop=stop, seconds=600.0)
+    outcome.looks = [sequential.Look(i, 2 * (i + 1), 300.0 * (i + 1), stats.FIXED, [group]) for i in range(looks)]
+    outcome.settled = {"jax - tensorflow": (2, verdict)} if looks else {}
+    return outcome
+
+
+def test_render_says_the_plan_the_stop_and_each_pairs_verdict():
+    assert sequential.Design().describe() == DESCRIBED
+    assert sequential.render(hand_made_outcome()) == "\n".join([
+        "## Seeds until settled", "", DESCRIBED, "",
+        "Ran 4 seeds in 10.0 min over 2 look(s); stopped because every pair settled.", "",
+        "| Pair | Seeds when decided | Seeds | Difference [95% repeated CI] | Verdict | Note |",
+        "|---|---|---|---|---|---|",
+        "| jax - tensorflow | 2 | 2 paired | — | equivalent within ±1 pt | a note |", "",
+        "Each verdict is the one of the look where it settled, read from a repeated confidence interval whose error "
+        "over every look stays at the design's alpha; an unsettled pair shows the last look.", ""])
+    assert sequential.render(hand_made_outcome("a reason of its own", looks=0)).endswith(
+        "Ran 0 seeds in 10.0 min over 0 look(s); stopped because a reason of its own.\n")
+    assert sequential.Outcome(sequential.Design()).verdicts() == []
+
+
+def test_save_writes_the_design_and_where_it_stopped(tmp_path):
+    import dataclasses
+    import json
+
+    from bench.results import REPORT_MARKER
+
+    path = sequential.save(hand_made_outcome(), tmp_path)
+    assert path == tmp_path / "sequential.json"
+    assert json.loads(path.read_text()) == {REPORT_MARKER: "sequential",
+                                            "design": dataclasses.asdict(sequential.Design()), "looks": 2,
+                                            "stop": "settled", "seeds": 4, "seconds": 600.0}
+    assert sequential.saved_levels([tmp_path / "none", tmp_path]) == (sequential.Design().levels(1), 0.01)
