@@ -813,3 +813,30 @@ def test_render_of_result_files(tmp_path):
     document = json.loads(parity.render(found, fmt_name="json"))
     assert list(document) == ["parity"] and document["parity"][0]["margin"] == 0.01
     assert json.loads(parity.render(found, margin=0.02, fmt_name="json"))["parity"][0]["margin"] == 0.02
+
+
+def test_small_texts_at_their_edges():
+    run = lambda seed: parity.SeedRun(seed, "ok", 0.8, None, None, (), "n", "f")
+    assert parity._seeds_text([run(3), run(4)]) == "2 (3, 4)"  # two seeds are listed, not a range
+    assert parity._seeds_text([run(3), run(4), run(5)]) == "3 (3 to 5)"
+    assert parity._seeds_text([run(3), run(5), run(6)]) == "3 (3, 5, 6)"
+    interval = stats.Interval(0.0, -0.004, 0.006, 4)
+
+    def pairing(unpaired):
+        test = stats.Equivalence(0.001, 0.01, stats.EQUIVALENT, interval, interval, 0.01, 0.5, True, 4, 0.004, None,
+                                 unpaired)
+        return parity.pairing_text(parity.PairVerdict("val_accuracy", "a", "b", interval, test, "v", (0, 1, 2, 3)))
+
+    assert pairing(4.0) == "4 paired: as precise as ≈ 4 unpaired (saves ≈ 0)"
+    assert pairing(4.4) == "4 paired: as precise as ≈ 4 unpaired (saves ≈ 0)"
+    assert pairing(3.6) == "4 paired: as precise as ≈ 4 unpaired (costs ≈ 0: the seeds move apart)"
+    assert pairing(None) == "4 paired"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("one", "'one' is not a margin: write e.g. 1pt, 0.5pt or 0.01"),
+    ("2", "'2' is ambiguous: write 2pt, or a fraction below 1"),
+])
+def test_margin_refusals_say_what_to_write(text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=f"^{message}$"):
+        parity.margin_points(text)
