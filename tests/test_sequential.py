@@ -230,3 +230,54 @@ def test_save_writes_the_design_and_where_it_stopped(tmp_path):
                                             "design": dataclasses.asdict(sequential.Design()), "looks": 2,
                                             "stop": "settled", "seeds": 4, "seconds": 600.0}
     assert sequential.saved_levels([tmp_path / "none", tmp_path]) == (sequential.Design().levels(1), 0.01)
+
+
+def test_progress_says_each_pairs_verdict_and_when_it_settled():
+    from bench import parity
+
+    outcome = hand_made_outcome()
+    test = stats.equivalence([0.80, 0.81, 0.79, 0.82], [0.80, 0.80, 0.79, 0.81], 0.01)
+    later = parity.PairVerdict("val_accuracy", "jax", "torch", None, test, "not settled", (0, 1, 2, 3))
+    look = outcome.looks[1]
+    look.groups[0].pairs.append(later)
+    assert sequential.progress(look, outcome) == (
+        "look 2 (4 seeds, 10.0 min, fixed):\n"
+        "  jax - tensorflow: equivalent within ±1 pt (settled at 2 seeds)\n"
+        f"  jax - torch: not settled; r {test.correlation:.2f}")
+    assert sequential.progress(outcome.looks[0], outcome) == (
+        "look 1 (2 seeds, 5.0 min, fixed):\n  jax - tensorflow: equivalent within ±1 pt\n  jax - torch: not settled"
+        f"; r {test.correlation:.2f}")
+    empty = sequential.Look(0, 2, 90.0, stats.Levels(look="look 1 of 3"), [])
+    assert sequential.progress(empty, outcome) == ("look 1 (2 seeds, 1.5 min, look 1 of 3):\n"
+                                                   "  no pair of backends to compare")
+
+
+def test_the_time_cap_counts_from_the_designs_own_start():
+    from bench import parity
+
+    class Ticks:  # 30 s per reading, from 1000 s
+        now = 1000.0
+
+        def __call__(self):
+            self.now += 30.0
+            return self.now
+
+    group = parity.ParityGroup(None, [], [parity.PairVerdict("val_accuracy", "a", "b", None, None, "x")])
+    design = sequential.Design(batch=3, max_seeds=9, max_seconds=180)
+    lines, ran = [], []
+    outcome = sequential.run_until_settled(design, lambda seeds: ran.append(seeds) or True, lambda levels: [group],
+                                           lines.append, Ticks())
+    # Look 2 starts 90 s in, 30 s a seed: 90 + 3 x 30 = 180 is not past the cap; look 3 (150 + 3 x 25) is.
+    assert ran == [(0, 1, 2), (3, 4, 5)] and outcome.stop == "time cap"
+    assert [look.seconds for look in outcome.looks] == [60.0, 120.0] and outcome.seconds == 180.0
+    assert lines[1] == "look 1/3: running seeds 0-2"
+    single = sequential.Design(batch=2, max_seeds=3)
+    sequential.run_until_settled(single, lambda seeds: True, lambda levels: [group], lines.append)
+    assert "look 2/2: running seeds 2" in lines
+
+
+def test_a_folder_is_analyzed_with_the_designs_margins(tmp_path):
+    Batches(tmp_path)((0, 1))
+    design = sequential.Design(margin=0.02, time_margin=0.2)
+    [group] = sequential.analyze_folder(tmp_path, design)(stats.FIXED)
+    assert (group.margin, group.time_margin, group.sd_bound) == (0.02, 0.2, 0.01)
