@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import numpy as np
 import pytest
@@ -840,3 +841,177 @@ def test_small_texts_at_their_edges():
 def test_margin_refusals_say_what_to_write(text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=f"^{message}$"):
         parity.margin_points(text)
+
+
+# ------------------------------------------------------- the seed statistics, field by field, against SciPy
+
+X = np.array([0.801, 0.812, 0.795, 0.820, 0.806])
+Y = np.array([0.798, 0.806, 0.796, 0.812, 0.800])
+
+
+def test_a_paired_equivalence_field_by_field():
+    levels = stats.Levels(margin=0.04, zero=0.02)  # a 92% interval for the margin, 98% for no difference
+    test = stats.equivalence(X, Y, 0.01, levels)
+    d = X - Y
+    margin_ci = sps.ttest_rel(X, Y).confidence_interval(0.92)
+    zero_ci = sps.ttest_rel(X, Y).confidence_interval(0.98)
+    p_tost = max(sps.ttest_rel(X + 0.01, Y, alternative="greater").pvalue,
+                 sps.ttest_rel(X - 0.01, Y, alternative="less").pvalue)
+    assert test.interval == stats.Interval(pytest.approx(d.mean()), pytest.approx(margin_ci.low),
+                                           pytest.approx(margin_ci.high), 5, pytest.approx(0.92))
+    assert test.zero_interval == stats.Interval(pytest.approx(d.mean()), pytest.approx(zero_ci.low),
+                                                pytest.approx(zero_ci.high), 5, pytest.approx(0.98))
+    assert test.p_tost == pytest.approx(p_tost) and test.p_equal == pytest.approx(sps.ttest_rel(X, Y).pvalue)
+    assert test.sd == pytest.approx(np.std(d, ddof=1)) and test.n == 5 and test.paired and test.margin == 0.01
+    assert test.correlation == pytest.approx(sps.pearsonr(X, Y).statistic) and test.levels == levels
+    assert test.unpaired_seeds == pytest.approx(5 * (np.var(X, ddof=1) + np.var(Y, ddof=1)) / np.var(d, ddof=1))
+    expected = (stats.DIFFERENT_WITHIN if p_tost < 0.04 and test.p_equal < 0.02 else stats.EQUIVALENT
+                if p_tost < 0.04 else stats.DIFFERENT_BEYOND if margin_ci.low > 0.01 else stats.UNSETTLED)
+    # p of no difference 0.049: "different" at 5%, not at this look's 2%; TOST's 0.012 passes 4%, not 1%.
+    assert test.verdict == expected == stats.EQUIVALENT and test.reason == ""
+    assert stats.equivalence(X, Y, 0.01).verdict == stats.DIFFERENT_WITHIN
+    assert stats.equivalence(X, Y, 0.01, stats.Levels(margin=0.01, zero=0.02)).verdict == stats.UNSETTLED
+
+
+def test_an_unpaired_equivalence_field_by_field():
+    x, y = X, Y[:4]
+    test = stats.equivalence(x, y, 0.01, paired=False)
+    welch = sps.ttest_ind(x, y, equal_var=False)
+    p_tost = max(sps.ttest_ind(x + 0.01, y, equal_var=False, alternative="greater").pvalue,
+                 sps.ttest_ind(x - 0.01, y, equal_var=False, alternative="less").pvalue)
+    ci = welch.confidence_interval(0.9)
+    assert test.interval == stats.Interval(pytest.approx(x.mean() - y.mean()), pytest.approx(ci.low),
+                                           pytest.approx(ci.high), 9, pytest.approx(0.9))
+    assert test.p_tost == pytest.approx(p_tost) and test.p_equal == pytest.approx(welch.pvalue)
+    assert test.n == 4 and not test.paired and test.correlation is None and test.unpaired_seeds is None
+    assert test.sd == pytest.approx(max(np.std(x, ddof=1), np.std(y, ddof=1)))
+    one = stats.equivalence([0.8], [0.7, 0.71], 0.01, paired=False)
+    assert one.reason == "needs 2 seeds per backend to see the spread" and one.sd is None and one.n == 1
+    assert one.interval == stats.Interval(pytest.approx(0.095), None, None, 3, pytest.approx(0.9))
+    paired_one = stats.equivalence([0.8], [0.7], 0.01)
+    assert paired_one.reason == "needs 2 seeds in common to see the spread" and paired_one.correlation is None
+    with pytest.raises(ValueError, match=r"^margin must be >= 0$"):
+        stats.equivalence(X, Y, -0.01)
+    assert stats.equivalence(X, Y, 0.0).verdict in (*stats.SETTLED, stats.UNSETTLED)  # a margin of 0 is allowed
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # SciPy, on the constant side
+def test_exact_differences_carry_their_levels():
+    levels = stats.Levels(margin=0.02, zero=0.04)
+    test = stats.equivalence([0.9, 0.8], [0.85, 0.75], 0.1, levels)
+    assert test.interval == stats.Interval(pytest.approx(0.05), pytest.approx(0.05), pytest.approx(0.05), 2,
+                                           pytest.approx(0.96))
+    assert test.zero_interval.confidence == pytest.approx(0.96) and test.zero_interval.low == pytest.approx(0.05)
+    assert test.verdict == stats.DIFFERENT_WITHIN and test.p_equal is None and test.unpaired_seeds is None
+    assert stats.equivalence([0.9, 0.8], [0.9, 0.8], 0.1).verdict == stats.EQUIVALENT
+    unpaired = stats.equivalence([0.9, 0.9], [0.7, 0.7, 0.7], 0.1, paired=False)
+    assert unpaired.verdict == stats.DIFFERENT_BEYOND and unpaired.interval.n == 5 and unpaired.sd == 0.0
+    one_spread = stats.equivalence([0.9, 0.9], [0.7, 0.71], 0.1, paired=False)  # one side varies: a test
+    assert one_spread.p_tost is not None
+
+
+def test_judge_over_rows_at_nominal_levels():
+    rows_x = np.stack([X, X + 0.03, X])
+    rows_y = np.stack([Y, Y, Y + 0.0005])
+    levels = stats.Levels(margin=0.04, zero=0.02)
+    judged = stats.judge(rows_x, rows_y, 0.01, levels)
+    for i in range(3):
+        two_sided = sps.ttest_rel(rows_x[i], rows_y[i])
+        ci = two_sided.confidence_interval(0.92)
+        zero = two_sided.confidence_interval(0.98)
+        assert (judged.low[i], judged.high[i]) == pytest.approx((ci.low, ci.high))
+        assert (judged.zero_low[i], judged.zero_high[i]) == pytest.approx((zero.low, zero.high))
+        assert judged.p_equal[i] == pytest.approx(two_sided.pvalue)
+    assert judged.verdict.tolist()[:2] == [stats.EQUIVALENT, stats.DIFFERENT_BEYOND]
+    welch = stats.judge(rows_x, rows_y, 0.01, levels, paired=False)
+    ci = sps.ttest_ind(rows_x[1], rows_y[1], equal_var=False).confidence_interval(0.92)
+    assert (welch.low[1], welch.high[1]) == pytest.approx((ci.low, ci.high))
+    below = stats.judge(Y, X + 0.03, 0.01)
+    assert str(below.verdict) == stats.DIFFERENT_BEYOND
+
+
+def test_means_and_process_intervals_by_hand():
+    values = [0.80, 0.82, 0.79, 0.81]
+    low, high = sps.t.interval(0.9, 3, loc=np.mean(values), scale=np.std(values, ddof=1) / 2)
+    assert stats.mean_interval(values, 0.9) == stats.Interval(pytest.approx(0.805), pytest.approx(low),
+                                                              pytest.approx(high), 4, 0.9)
+    assert stats.mean_interval([0.8], 0.9) == stats.Interval(0.8, None, None, 1, 0.9)
+    assert stats.mean_interval([0.1, 0.1, 0.1], 0.9) == stats.Interval(0.1, 0.1, 0.1, 3, 0.9)
+    medians = [0.100, 0.110, 0.105]
+    logs = np.log(medians)
+    low, high = sps.t.interval(0.9, 2, loc=logs.mean(), scale=np.std(logs, ddof=1) / math.sqrt(3))
+    assert stats.process_interval(medians, 0.9) == stats.Interval(
+        pytest.approx(math.exp(logs.mean())), pytest.approx(math.exp(low)), pytest.approx(math.exp(high)), 3, 0.9)
+    assert stats.process_interval([0.1], 0.9) == stats.Interval(pytest.approx(0.1), None, None, 1, 0.9)
+    assert stats.process_interval([0.3, 0.3], 0.9) == stats.Interval(0.3, 0.3, 0.3, 2, 0.9)
+    with pytest.raises(ValueError, match=r"^process medians must be positive$"):
+        stats.process_interval([0.1, 0.0])
+    with pytest.raises(ValueError, match=r"^need a non-empty list of numbers$"):
+        stats.mean_interval([])
+    with pytest.raises(ValueError, match=r"^values must be finite$"):
+        stats.mean_interval([0.8, math.nan])
+    with pytest.raises(ValueError, match=r"^paired samples need one value each per seed: 2 against 3$"):
+        stats.paired_difference([0.8, 0.8], [0.7, 0.7, 0.7])
+
+
+def test_correlation_trimmed_mean_and_mlperf_by_hand():
+    assert stats.correlation(X, Y) == pytest.approx(sps.pearsonr(X, Y).statistic)
+    assert stats.correlation(X[:2], Y[:2]) is None
+    assert stats.correlation([0.8, 0.8, 0.8], Y[:3]) is None and stats.correlation(X[:3], [0.8, 0.8, 0.8]) is None
+    assert stats.correlation(X[:3], Y[:3]) == pytest.approx(sps.pearsonr(X[:3], Y[:3]).statistic)
+    assert stats.trimmed_mean_mlperf([10.0, 1.0, 2.0, 3.0]) == 2.5 and stats.trimmed_mean_mlperf([3.0, 1.0, 2.0]) == 2
+    assert stats.trimmed_mean_mlperf([1.0, 2.0]) is None
+    assert stats.mlperf_time([10.0, 12.0, 11.0, None]) == stats.MlperfTime(11.5, 4, 1)
+    assert stats.mlperf_time([10.0, 12.0, 11.0, 13.0]) == stats.MlperfTime(11.5, 4, 0)
+    invalid = stats.mlperf_time([10.0, None, 11.0, None])
+    assert invalid == stats.MlperfTime(None, 4, 2, "invalid: 2 of 4 seeds never reached the target (MLPerf allows one)")
+    assert invalid.invalid and not stats.MlperfTime(1.0, 3, 1).invalid
+    assert stats.mlperf_time([10.0, None]) == stats.MlperfTime(None, 2, 1, "needs 3 seeds or more")
+
+
+def nct_power(n, sd, margin, difference=0.0, alpha=0.05, paired=True):
+    """TOST's power bound written out with the noncentral t: P(lower rejects) + P(upper rejects) - 1."""
+    df, scale = (n - 1, math.sqrt(n)) if paired else (2 * n - 2, math.sqrt(n / 2))
+    critical = sps.t.isf(alpha, df)
+    lower = sps.nct.sf(critical, df, (difference + margin) / sd * scale)
+    upper = sps.nct.cdf(-critical, df, (difference - margin) / sd * scale)
+    return max(0.0, lower + upper - 1)
+
+
+def test_tost_power_and_planned_seeds_by_hand():
+    assert stats.tost_power(6, 0.01, 0.015) == pytest.approx(nct_power(6, 0.01, 0.015))
+    assert stats.tost_power(6, 0.01, 0.015, 0.003, 0.1, paired=False) == pytest.approx(
+        nct_power(6, 0.01, 0.015, 0.003, 0.1, paired=False))
+    assert stats.tost_power(2, 0.01, 0.001) == 0.0  # the bound is clipped at 0
+    for sd, margin, difference, paired in ((0.01, 0.01, 0.0, True), (0.016, 0.01, 0.002, True),
+                                           (0.01, 0.01, 0.0, False)):
+        n = stats.seeds_for_equivalence(sd, margin, difference, paired=paired)
+        assert nct_power(n, sd, margin, difference, paired=paired) >= 0.8
+        assert n == 2 or nct_power(n - 1, sd, margin, difference, paired=paired) < 0.8
+    assert stats.seeds_for_equivalence(0.001, 0.01) == 2  # the fewest with a spread already suffice
+    assert stats.seeds_for_equivalence(0.01, 0.01, power=0.9) > stats.seeds_for_equivalence(0.01, 0.01)
+    assert stats.seeds_for_equivalence(0.01, 0.01, alpha=0.1) < stats.seeds_for_equivalence(0.01, 0.01)
+    assert stats.seeds_for_equivalence(0.5, 0.01) is None  # more than MAX_SEEDS_NEEDED
+    for sd, difference in ((0.0, 0.0), (-0.01, 0.0), (math.inf, 0.0), (0.01, 0.01), (0.01, -0.02)):
+        assert stats.seeds_for_equivalence(sd, 0.01, difference) is None
+    with pytest.raises(ValueError, match=r"^need sd > 0 and n >= 2$"):
+        stats.tost_power(1, 0.01, 0.01)
+    with pytest.raises(ValueError, match=r"^need sd > 0 and n >= 2$"):
+        stats.tost_power(5, 0.0, 0.01)
+
+
+def test_sd_upper_bound_by_hand():
+    assert stats.sd_upper_bound(0.01, 5, 0.9) == pytest.approx(0.01 * math.sqrt(4 / sps.chi2.ppf(0.1, 4)))
+    assert stats.sd_upper_bound(0.01, 2) == pytest.approx(0.01 * math.sqrt(1 / sps.chi2.ppf(0.05, 1)))
+    with pytest.raises(ValueError, match=r"^needs 2 values or more$"):
+        stats.sd_upper_bound(0.01, 1)
+
+
+def test_look_levels_name_the_look_and_split_the_test_of_no_difference():
+    looks = (2, 4, 6)
+    levels = stats.look_levels(looks, 1, 0.1, "pocock")
+    assert levels.margin == stats.sequential_levels(looks, 0.1, "pocock")[1]
+    assert levels.zero == pytest.approx(2 * stats.sequential_levels(looks, 0.05, "pocock")[1])
+    assert levels.alpha == 0.1 and levels.look == "look 2 of 3, Pocock spending"
+    assert stats.look_levels(looks, 2).look == "look 3 of 3, O'Brien-Fleming spending"
+    assert stats.look_levels((6,), 0, 0.1) == stats.Levels(0.1, 0.1, 0.1)
