@@ -1015,3 +1015,88 @@ def test_look_levels_name_the_look_and_split_the_test_of_no_difference():
     assert levels.alpha == 0.1 and levels.look == "look 2 of 3, Pocock spending"
     assert stats.look_levels(looks, 2).look == "look 3 of 3, O'Brien-Fleming spending"
     assert stats.look_levels((6,), 0, 0.1) == stats.Levels(0.1, 0.1, 0.1)
+
+
+def test_line_labels_name_only_what_tells_lines_apart():
+    lines = [("jax", "cpu", "3.15", "default"), ("jax", "gpu", "3.15", "default"), ("torch", "cpu", "3.14", "fast")]
+    versions = {lines[0]: "0.10", lines[2]: "2.13"}
+    assert parity.line_label(lines[0], lines, versions) == "jax 0.10 on cpu, keras 3.15"
+    assert parity.line_label(lines[1], lines, versions) == "jax on gpu, keras 3.15"
+    assert parity.line_label(lines[2], lines, versions) == "torch 2.13 [fast] on cpu, keras 3.14"
+    assert parity.line_label(lines[0], lines[:1], versions) == "jax 0.10"
+
+
+def test_how_the_seeds_were_used_is_said():
+    run = lambda seed: parity.SeedRun(seed, "ok", 0.8, None, None, (), "n", "f")
+    a = parity.BackendSeeds("a", (), "", [run(s) for s in (0, 1, 2, 5)])
+    b = parity.BackendSeeds("b", (), "", [run(s) for s in (0, 1, 2, 7, 8)])
+    shared, x, y = parity._sides(a, b, "val_accuracy")
+    assert shared == [0, 1, 2] and parity._design(a, b, shared, x, y) == (
+        "seed 5 only on a, left out; seeds 7, 8 only on b, left out")
+    assert parity._design(a, b, [0, 1], {0: 1, 1: 1}, {0: 1, 1: 1}) == ""
+    assert parity._design(a, b, [0], x, y) == "Welch (unpaired): 1 seed in common"
+    assert parity._design(a, b, [], x, y) == "Welch (unpaired): no seeds in common"
+
+
+def test_an_unsettled_pair_names_the_seeds_each_plan_needs():
+    interval = stats.Interval(0.0, -0.02, 0.02, 5)
+
+    def needed(sd, n=5, paired=True, verdict=stats.UNSETTLED, sd_bound=None):
+        test = stats.Equivalence(0.0, 0.01, verdict, interval, interval, 0.3, 0.9, paired, n, sd, None, None)
+        return parity._needed(test, sd_bound)
+
+    bound = stats.sd_upper_bound(0.012, 5)
+    assert needed(0.012, sd_bound=0.01) == (
+        "seeds for 80% power at a true difference of 0 (fixed design): 11 at a paired SD ≤ 1 pt (stated), "
+        f"{stats.seeds_for_equivalence(bound, 0.01)} at this paired SD's 95% upper bound ({bound * 100:.2g} pt)")
+    assert needed(0.012, paired=False) == (
+        "seeds for 80% power at a true difference of 0 (fixed design): "
+        f"{stats.seeds_for_equivalence(bound, 0.01, paired=False)} at this SD per backend's 95% upper bound "
+        f"({bound * 100:.2g} pt)")
+    assert needed(0.3).endswith("more than 1000 at this paired SD's 95% upper bound (71 pt)")  # 0.3 x sqrt(4 / 0.711)
+    assert needed(0.012, verdict=stats.EQUIVALENT) == "" and needed(None) == "" and needed(0.0) == ""
+    assert needed(0.012, n=1) == ""
+
+
+def test_each_verdict_is_a_sentence_with_its_interval():
+    def text(verdict, interval, n=5, reason="", levels=stats.FIXED):
+        test = stats.Equivalence(0.001, 0.01, verdict, interval, interval, None, None, True, n, None, None, None,
+                                 levels, reason)
+        return parity.verdict_text(test, "±1 pt")
+
+    interval = stats.Interval(0.001, -0.004, 0.006, 5, 0.9)
+    assert text(stats.EQUIVALENT, interval) == "equivalent within ±1 pt, 90% CI [-0.4, +0.6] pt"
+    assert text(stats.DIFFERENT_WITHIN, interval) == "different, but within ±1 pt, 90% CI [-0.4, +0.6] pt"
+    assert text(stats.DIFFERENT_BEYOND, interval) == "different, by more than ±1 pt, 90% CI [-0.4, +0.6] pt"
+    assert text(stats.UNSETTLED, interval) == "not settled after 5 seeds, 90% CI [-0.4, +0.6] pt"
+    none = stats.Interval(0.001, None, None, 1)
+    assert text(stats.UNSETTLED, none, 1, "needs 2 seeds") == "not settled after 1 seed (needs 2 seeds)"
+    assert text(stats.EQUIVALENT, none, 2, "exact") == "equivalent within ±1 pt"  # a settled reason is not shown
+    unbounded = stats.Interval(0.001, -math.inf, math.inf, 5, 1.0)
+    look = stats.Levels(0.0, 0.0, 0.05, "look 1 of 3")
+    assert text(stats.UNSETTLED, unbounded, levels=look) == (
+        "not settled after 5 seeds (this look of the design may spend no error yet)")
+    sequential_look = stats.Levels(0.01, 0.02, 0.05, "look 2 of 3")
+    assert text(stats.EQUIVALENT, interval, levels=sequential_look) == (
+        "equivalent within ±1 pt, 90% repeated CI [-0.4, +0.6] pt")
+    ratio = stats.Equivalence(0.1, 0.1, stats.EQUIVALENT, stats.Interval(0.05, -0.05, 0.0953, 5, 0.9), interval,
+                              None, None, True, 5, None, None, None)
+    assert parity.verdict_text(ratio, "±10%", parity._ratio_text) == "equivalent within ±10%, 90% CI [0.95, 1.10]x"
+
+
+def test_a_seed_reaches_its_target_at_the_first_validation_at_or_above_it(tmp_path):
+    import dataclasses
+
+    history = [{"epoch": 1, "val_accuracy": 0.69}, {"epoch": 2, "val_accuracy": None},
+               {"epoch": 3, "val_accuracy": 0.70}, {"epoch": 4, "val_accuracy": 0.75}]
+    write_result(tmp_path, seeded_run("jax", [0.75]))
+    [r] = results.results_of(results.load([tmp_path])[0])
+    accuracy = dataclasses.replace(r.accuracy, history=history, target_accuracy=0.70)
+    r = dataclasses.replace(r, record=dataclasses.replace(r.record, metrics=accuracy))
+    seed = parity.seed_run(r)
+    assert seed.epochs_to_target == 3 and seed.history == tuple(history) and seed.name == r.name
+    assert seed.validation_step == 1  # epochs 1, 3, 4: the finest step between two validations
+    assert parity.SeedRun(0, "ok", 0.8, None, None, ({"epoch": 2, "val_accuracy": 0.8},), "", "").validation_step == 2
+    assert parity.SeedRun(0, "ok", 0.8, None, None, (), "", "").validation_step is None
+    assert not parity.SeedRun(0, "failed", 0.8, None, None, (), "", "").ok
+    assert not parity.SeedRun(0, "ok", None, None, None, (), "", "").ok

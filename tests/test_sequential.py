@@ -3,6 +3,8 @@ all on synthetic result files (no training)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -281,3 +283,50 @@ def test_a_folder_is_analyzed_with_the_designs_margins(tmp_path):
     design = sequential.Design(margin=0.02, time_margin=0.2)
     [group] = sequential.analyze_folder(tmp_path, design)(stats.FIXED)
     assert (group.margin, group.time_margin, group.sd_bound) == (0.02, 0.2, 0.01)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ({"margin": 0}, "the margin and the SD bound must be above 0"),
+    ({"sd_bound": 0}, "the margin and the SD bound must be above 0"),
+    ({"difference": -0.01}, "the difference planned for must lie inside the margin"),
+    ({"batch": 0}, "a batch needs a seed and the cap two"),
+    ({"max_seeds": 1}, "a batch needs a seed and the cap two"),
+    ({"spending": "haybittle"}, "unknown spending function 'haybittle'; one of obrien-fleming, pocock"),
+    ({"max_seconds": 0}, "the time cap must be above 0"),
+])
+def test_a_bad_design_says_what_is_wrong(bad, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        sequential.Design(**bad)
+
+
+def test_the_smallest_designs_are_allowed():
+    assert sequential.Design(batch=1, max_seeds=2).looks == (2,)
+    assert sequential.Design(max_seconds=0.5, difference=-0.009, margin=0.01, sd_bound=1e-4).max_seconds == 0.5
+
+
+def test_every_kind_of_plan_is_described():
+    looks = "2, 4, 6, 8, 10, 12, 14, 16, 18, 20"
+    capped = sequential.Design(sd_bound=0.016)
+    assert capped.describe() == (
+        "Seeds until settled: ±1 pt of val_accuracy, alpha 0.05 per claim; 24 seeds give TOST 80% power at a true "
+        "difference of 0 pt with a paired SD ≤ 1.6 pt (stated); capped at 20 seeds, so a pair at that SD may stay "
+        f"unsettled. Looks after {looks} seeds (O'Brien-Fleming alpha spending).")
+    hopeless = sequential.Design(sd_bound=0.5)
+    assert hopeless.planned is None and hopeless.horizon == 20 and hopeless.describe() == (
+        "Seeds until settled: ±1 pt of val_accuracy, alpha 0.05 per claim; no seed count up to 1000 gives TOST 80% "
+        "power with a paired SD ≤ 50 pt; capped at 20 seeds, so a pair at that SD may stay unsettled. "
+        f"Looks after {looks} seeds (O'Brien-Fleming alpha spending).")
+    design = sequential.Design(margin=0.02, difference=0.002, alpha=0.1, power=0.9, spending="pocock",
+                               max_seconds=5400, batch=3)
+    planned = stats.seeds_for_equivalence(0.01, 0.02, 0.002, 0.1, 0.9)
+    assert design.planned == planned and design.looks == (*range(3, planned, 3), planned)
+    assert design.describe() == (
+        f"Seeds until settled: ±2 pt of val_accuracy, alpha 0.1 per claim; {planned} seeds give TOST 90% power at a "
+        "true difference of 0.2 pt with a paired SD ≤ 1 pt (stated). Looks after "
+        f"{', '.join(map(str, design.looks))} seeds (Pocock alpha spending); stops before a batch that would pass "
+        "90 min.")
+    assert design.levels(1) == stats.look_levels(design.looks, 1, 0.1, "pocock")
+    assert sequential.Design(max_seeds=6).horizon == 6
+    assert sequential.Design(batch=3, first_seed=100).seeds(0) == (100, 101, 102)
+    assert sequential.Design(batch=3, first_seed=100).seeds(3) == (109, 110)
+    assert sequential.Design(batch=1).looks == (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
