@@ -244,6 +244,7 @@ def test_an_interval_excludes_only_values_outside_it():
     assert not stats.Interval(0.5, None, None, 1).excludes(5.0)
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # SciPy, on the constant side
 def test_welch_and_paired_intervals_are_scipys_with_their_counts():
     a, b = [0.80, 0.82, 0.79], [0.78, 0.80]
     welch = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.9)
