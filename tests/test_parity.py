@@ -1100,3 +1100,51 @@ def test_a_seed_reaches_its_target_at_the_first_validation_at_or_above_it(tmp_pa
     assert parity.SeedRun(0, "ok", 0.8, None, None, (), "", "").validation_step is None
     assert not parity.SeedRun(0, "failed", 0.8, None, None, (), "", "").ok
     assert not parity.SeedRun(0, "ok", None, None, None, (), "", "").ok
+
+
+def test_analysis_at_another_confidence_without_pairs(tmp_path):
+    finals, seconds = [0.80, 0.82, 0.79, 0.81], [10.0, 12.0, 11.0, 13.0]
+    write_result(tmp_path, seeded_run("jax", finals, seconds=seconds))
+    write_result(tmp_path, seeded_run("torch", finals))
+    found = results.results_of(results.load([tmp_path])[0])
+    [group] = parity.analyze(found, confidence=0.9, with_pairs=False, sd_bound=0.02)
+    assert group.pairs == [] and group.confidence == 0.9 and group.sd_bound == 0.02
+    jax = group.backends[0]
+    low, high = sps.t.interval(0.9, 3, loc=np.mean(finals), scale=np.std(finals, ddof=1) / 2)
+    assert jax.accuracy == stats.Interval(pytest.approx(0.805), pytest.approx(low), pytest.approx(high), 4, 0.9)
+    assert jax.epochs == stats.Interval(1.0, 1.0, 1.0, 4, 0.9)  # every seed passed 0.70 at its first epoch
+    reached = seconds  # epoch 1 of each seed reached the target: its seconds are one epoch's
+    low, high = sps.t.interval(0.9, 3, loc=np.mean(reached), scale=np.std(reached, ddof=1) / 2)
+    assert jax.seconds == stats.Interval(pytest.approx(11.5), pytest.approx(low), pytest.approx(high), 4, 0.9)
+    assert jax.mlperf == stats.MlperfTime(11.5, 4, 0)
+    [paired] = parity.analyze(found, margin=0.02, time_margin=0.5)
+    assert {v.metric for v in paired.pairs} == {"val_accuracy", "epochs", "seconds"}
+    assert (paired.margin, paired.time_margin) == (0.02, 0.5)
+    accuracy = next(v for v in paired.pairs if v.metric == "val_accuracy")
+    assert accuracy.test.margin == 0.02 and accuracy.verdict.startswith("equivalent within ±2 pt")
+    time = next(v for v in paired.pairs if v.metric == "seconds")
+    assert time.test.margin == pytest.approx(math.log(1.5)) and time.verdict.startswith("equivalent within ±50%")
+
+
+def test_times_of_backends_that_share_no_seed_are_compared_unpaired():
+    def run(seed, seconds):
+        history = ({"epoch": 1, "val_accuracy": 0.8},)
+        return parity.SeedRun(seed, "ok", 0.8, 1.0, seconds, history, "", "")
+
+    a = parity.BackendSeeds("a", ("x",), "", [run(0, 10.0), run(1, 11.0), run(2, 12.0)])
+    b = parity.BackendSeeds("b", ("x",), "", [run(5, 10.5), run(6, 11.5)])
+    [accuracy, seconds] = [v for v in parity.compare_pair(a, b, time_margin=0.2) if v.metric != "epochs"]
+    assert seconds.seeds == (0, 1, 2, 5, 6) and not seconds.test.paired
+    assert seconds.note == "Welch (unpaired): no seeds in common"
+    welch = sps.ttest_ind(np.log([10.0, 11.0, 12.0]), np.log([10.5, 11.5]), equal_var=False)
+    ci = welch.confidence_interval(0.95)
+    assert (seconds.difference.low, seconds.difference.high) == pytest.approx((math.exp(ci.low), math.exp(ci.high)))
+    assert seconds.difference.estimate == pytest.approx(math.exp(np.mean(np.log([10, 11, 12])) - np.mean(np.log([
+        10.5, 11.5]))))
+    assert accuracy.seeds == (0, 1, 2, 5, 6) and not accuracy.test.paired
+    coarse = [parity.BackendSeeds(n, ("x",), "", [run(s, 10.0) for s in range(3)]) for n in ("c", "d")]
+    [epochs] = [v for v in parity.compare_pair(*coarse, time_margin=1.0) if v.metric == "epochs"]
+    assert epochs.test is not None  # a step of 100% is not past a margin of 100%
+    [epochs] = [v for v in parity.compare_pair(*coarse, time_margin=0.5) if v.metric == "epochs"]
+    assert epochs.verdict == ("not comparable at this resolution: validated every 1 epoch, a step of 100% against "
+                              "a margin of ±50%") and epochs.seeds == (0, 1, 2)
