@@ -428,3 +428,15 @@ def ordered_of(times, p):
         long_run = float(Bartlett(indicator).cov.long_run[0, 0])
     half = sps.t.ppf(0.975, len(x) - 1) * math.sqrt(long_run / len(x))
     return x[math.floor(len(x) * (p - half))]
+
+
+def test_planned_slowdown_and_power_without_a_threshold():
+    from scipy.optimize import brentq
+
+    noise = stats.ProcessNoise(0.02**2, 6)
+    df = 2.0 * (6 + 4 - 1)  # each side's 3 degrees of freedom pooled with the calibration's 6
+    critical = sps.t.isf(0.01, df)
+    d = brentq(lambda d: sps.nct.sf(critical, df, d * math.sqrt(2)) - 0.8, 0, 100, xtol=1e-12)
+    assert stats.planned_slowdown(noise, 4, 0.01) == pytest.approx(math.expm1(d * 0.02), rel=1e-3)
+    power = sps.nct.sf(critical, df, math.log1p(0.05) / 0.02 * math.sqrt(2))
+    assert stats.planned_power(noise, 4, 0.05, 0.01) == pytest.approx(power, rel=1e-6)
