@@ -440,3 +440,30 @@ def test_planned_slowdown_and_power_without_a_threshold():
     assert stats.planned_slowdown(noise, 4, 0.01) == pytest.approx(math.expm1(d * 0.02), rel=1e-3)
     power = sps.nct.sf(critical, df, math.log1p(0.05) / 0.02 * math.sqrt(2))
     assert stats.planned_power(noise, 4, 0.05, 0.01) == pytest.approx(power, rel=1e-6)
+
+
+def test_the_dip_test_runs_where_every_side_visits_both_modes():
+    import diptest
+
+    dip = lambda *sides: diptest.diptest(np.sort(np.log(np.concatenate(sides))))[1]
+    # The side that owns the value just below the largest gap has one process in the fast mode: both modes.
+    baseline, current = [333.0, 400.0, 401.0, 402.0], [330.0, 331.0, 332.0, 403.0, 404.0, 405.0]
+    p = stats.bimodality_p([baseline, current])
+    assert type(p) is float and p == pytest.approx(dip(baseline, current))
+    eight = ([330.0, 331.0, 400.0, 401.0], [332.0, 333.0, 402.0, 403.0])  # exactly the fewest processes tested
+    assert stats.bimodality_p(list(eight)) == pytest.approx(dip(*eight))
+    assert math.isnan(stats.bimodality_p(list(eight), min_processes=9))
+    slowdown = ([330.0, 331.0, 332.0, 333.0], [400.0, 401.0, 402.0, 403.0])  # the sides are the two groups
+    assert math.isnan(stats.bimodality_p(list(slowdown)))
+    # Stacks: each row on its own.
+    stacked = stats.bimodality_p([np.array([eight[0], slowdown[0]]), np.array([eight[1], slowdown[1]])])
+    assert stacked.shape == (2,) and stacked[0] == pytest.approx(dip(*eight)) and math.isnan(stacked[1])
+    modes = [330.0] * 4 + [400.0] * 8
+    assert stats.process_modes([modes], min_processes=13) is None and stats.process_modes([modes]) is not None
+
+
+def test_two_process_medians_give_an_interval():
+    logs = np.log([0.1, 0.12])
+    low, high = sps.t.interval(0.9, 1, loc=logs.mean(), scale=np.std(logs, ddof=1) / math.sqrt(2))
+    assert stats.process_interval([0.1, 0.12], 0.9) == stats.Interval(
+        pytest.approx(math.exp(logs.mean())), pytest.approx(math.exp(low)), pytest.approx(math.exp(high)), 2, 0.9)
