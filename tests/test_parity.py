@@ -1147,4 +1147,50 @@ def test_times_of_backends_that_share_no_seed_are_compared_unpaired():
     assert epochs.test is not None  # a step of 100% is not past a margin of 100%
     [epochs] = [v for v in parity.compare_pair(*coarse, time_margin=0.5) if v.metric == "epochs"]
     assert epochs.verdict == ("not comparable at this resolution: validated every 1 epoch, a step of 100% against "
-                              "a margin of ±50%") and epochs.seeds == (0, 1, 2)
+                              "a margin of ±50%") and epochs.seeds == (0, 1, 2) and epochs.note == ""
+
+
+def test_two_shared_seeds_pair_and_the_note_joins_its_parts():
+    def run(seed, acc, seconds=None):
+        return parity.SeedRun(seed, "ok", acc, None, seconds, (), "", "")
+
+    a = parity.BackendSeeds("a", ("x",), "", [run(0, 0.80), run(1, 0.83), run(2, 0.81)])
+    b = parity.BackendSeeds("b", ("x",), "", [run(0, 0.79), run(1, 0.80)])
+    [accuracy] = parity.compare_pair(a, b, sd_bound=0.01)
+    assert accuracy.test.paired and accuracy.seeds == (0, 1) and accuracy.test.n == 2
+    assert accuracy.note.startswith("seed 2 only on a, left out; seeds for 80% power at a true difference of 0")
+    assert accuracy.verdict.startswith("not settled after 2 seeds, 90% CI [") and accuracy.verdict.endswith("] pt")
+
+
+def test_a_ratio_of_one_seed_each_has_no_interval():
+    run = lambda seed, seconds: parity.SeedRun(seed, "ok", 0.8, None, seconds, (), "", "")
+    a = parity.BackendSeeds("a", ("x",), "", [run(0, 10.0)])
+    b = parity.BackendSeeds("b", ("x",), "", [run(1, 8.0)])
+    [_, seconds] = parity.compare_pair(a, b)
+    assert seconds.difference == stats.Interval(pytest.approx(1.25), None, None, 2, pytest.approx(0.95))
+    assert parity.difference_text(seconds) == "1.25x"
+    nothing = stats.Levels(0.0, 0.0, 0.05, "look 1 of 4")
+    c = parity.BackendSeeds("c", ("x",), "", [run(0, 10.0), run(1, 11.0), run(2, 12.5)])
+    d = parity.BackendSeeds("d", ("x",), "", [run(0, 9.0), run(1, 11.5), run(2, 12.0)])
+    [_, unbounded] = parity.compare_pair(c, d, levels=nothing)
+    assert unbounded.difference.low == 0.0 and unbounded.difference.high == math.inf
+    assert unbounded.difference.confidence == 1.0 and unbounded.difference.n == 3
+
+
+def test_seeds_needed_at_the_edges():
+    interval = stats.Interval(0.0, -0.02, 0.02, 5)
+
+    def needed(sd, n=5, paired=True, sd_bound=None):
+        test = stats.Equivalence(0.0, 0.01, stats.UNSETTLED, interval, interval, 0.3, 0.9, paired, n, sd, None, None)
+        return parity._needed(test, sd_bound)
+
+    assert needed(0.012, n=2) != ""  # two seeds already show a spread
+    sd = 0.0104 / math.sqrt(4 / sps.chi2.ppf(0.05, 4))  # its 95% upper bound is 1.04 pt: "1", where 1.05 is "1.1"
+    bound = stats.sd_upper_bound(sd, 5)
+    assert f"{bound * 100:.2g}" == "1" != f"{bound * 101:.2g}"
+    assert needed(sd, paired=False, sd_bound=0.0104) == (
+        "seeds for 80% power at a true difference of 0 (fixed design): "
+        f"{stats.seeds_for_equivalence(0.0104, 0.01, paired=False)} at a SD per backend ≤ 1 pt (stated), "
+        f"{stats.seeds_for_equivalence(bound, 0.01, paired=False)} at this SD per backend's 95% upper bound "
+        f"({bound * 100:.2g} pt)")
+    assert stats.seeds_for_equivalence(0.0104, 0.01, paired=False) != stats.seeds_for_equivalence(0.0104, 0.01)
