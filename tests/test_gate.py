@@ -90,3 +90,23 @@ def test_two_modes_with_the_fewest_processes_are_called_two_modes():
     assert reason == ("cannot gate: the process medians fall into two modes (see note); gate single-threaded "
                       "(--threads 1) or find the cause")
     assert modes.sides == ((1, 330.0, 2, 400.0), (4, 330.0, 5, 400.0))
+
+
+@pytest.mark.parametrize(("threshold", "alpha"), [(-0.01, 0.05), (0.0, 0.0), (0.0, 1.0), (0.0, 1.5)])
+def test_judge_refuses_a_negative_threshold_or_an_alpha_outside_0_and_1(threshold, alpha):
+    with pytest.raises(ValueError, match=r"^threshold must be >= 0 and alpha between 0 and 1$"):
+        gate.judge([], threshold=threshold, alpha=alpha)
+
+
+def test_judge_holds_every_line_to_its_alpha_and_confidence():
+    rng = np.random.default_rng(3)
+    draw = lambda n, scale=1.0: list(scale * np.exp(0.02 * rng.standard_normal(n)))
+    lines = [gate.Line(draw(4), draw(4, 1.08)), gate.Line(draw(4), draw(4, 1.0))]
+    strict, loose = gate.judge(lines, threshold=0.0, alpha=0.001), gate.judge(lines, threshold=0.0, alpha=0.2)
+    assert 0.001 < strict[0].p_slower < 0.05  # Holm's p of the slowed line: past 0.001, under the default 0.05
+    assert strict[0].verdict == gate.WITHIN_NOISE and loose[0].verdict == gate.REGRESSION
+    assert strict[0].p_faster == pytest.approx(stats.holm([j.test.p_faster for j in strict])[0])
+    assert strict[0].test.confidence == pytest.approx(0.999)
+    assert gate.judge(lines, threshold=0.0, confidence=0.8)[0].test.confidence == 0.8
+    # Each gated line's detectable slowdown is at Holm's level for one slowed line among the 2: alpha / 2.
+    assert strict[1].detects == pytest.approx(stats.detectable_slowdown(strict[1].test, 0.001 / 2, 0.0, 0.8))

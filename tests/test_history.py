@@ -1,7 +1,9 @@
 """Runs of several processes in the report, medians over time (history), and pytest-benchmark's histogram."""
 
+import math
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -249,3 +251,20 @@ def test_groups_sort_by_their_text_and_the_first_fingerprint_is_the_machine(tmp_
     large = step_result(tmp_path, "b.json", batch_size=100, fingerprint=MACHINE)
     assert [g.batch_size for g in selection.by_group([small, large])] == [100, 32]  # "100" < "32"
     assert selection.measured_on([small, large]) == MACHINE and selection.measured_on([small]) is None
+
+
+def test_a_result_without_a_readable_start_sorts_first_and_lines_keep_their_own_newest_run(tmp_path):
+    import dataclasses
+
+    from bench import selection
+
+    r = step_result(tmp_path, "a.json")
+    undated = dataclasses.replace(r, run=dataclasses.replace(r.run, started="not a time"))
+    assert selection.started_order(undated) == (-math.inf, r.file)
+    assert selection.started_order(r) == (datetime.fromisoformat(r.run.started).timestamp(), r.file)
+    assert selection.started_order(undated) < selection.started_order(r)
+    for day, backend in ((1, "jax"), (2, "torch")):
+        document = make_result(backend, kinds=("train_step",), started=f"2026-11-0{day}T08:00:00+00:00")
+        write_result(tmp_path / "runs", document, name=f"{backend}.json")
+    found = results.results_of(results.load([tmp_path / "runs"])[0])
+    assert sorted(x.run.backend for x in selection.latest(found)) == ["jax", "torch"]  # one line each

@@ -327,6 +327,7 @@ def test_every_kind_of_plan_is_described():
         "90 min.")
     assert design.levels(1) == stats.look_levels(design.looks, 1, 0.1, "pocock")
     assert sequential.Design(max_seeds=6).horizon == 6
+    assert "capped" not in sequential.Design(max_seeds=11).describe()  # the plan's 11 seeds fit the cap exactly
     assert sequential.Design(batch=3, first_seed=100).seeds(0) == (100, 101, 102)
     assert sequential.Design(batch=3, first_seed=100).seeds(3) == (109, 110)
     assert sequential.Design(batch=1).looks == (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
