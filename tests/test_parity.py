@@ -1194,3 +1194,48 @@ def test_seeds_needed_at_the_edges():
         f"{stats.seeds_for_equivalence(bound, 0.01, paired=False)} at this SD per backend's 95% upper bound "
         f"({bound * 100:.2g} pt)")
     assert stats.seeds_for_equivalence(0.0104, 0.01, paired=False) != stats.seeds_for_equivalence(0.0104, 0.01)
+
+
+def test_times_at_their_edges():
+    def run(seed, epochs, seconds=10.0, history=({"epoch": 1, "val_accuracy": 0.8},)):
+        return parity.SeedRun(seed, "ok", 0.8, epochs, seconds, history, "", "")
+
+    # Two shared seeds pair; an unreached seed outside them is left out of the pair, not a reason to refuse it.
+    a = parity.BackendSeeds("a", ("x",), "", [run(0, 1.0, 10.0), run(1, 1.0, 11.0), run(2, 1.0, None)])
+    b = parity.BackendSeeds("b", ("x",), "", [run(0, 1.0, 10.5), run(1, 1.0, 11.2)])
+    seconds = next(v for v in parity.compare_pair(a, b) if v.metric == "seconds")
+    assert seconds.test is not None and seconds.test.paired and seconds.seeds == (0, 1)
+    unreached = next(v for v in parity.compare_pair(b, a, levels=stats.FIXED) if v.metric == "seconds")
+    assert unreached.test is not None  # seed 2 is not among the pair's seeds
+    c = parity.BackendSeeds("c", ("x",), "", [run(0, 1.0, 10.0), run(1, 1.0, None)])
+    d = parity.BackendSeeds("d", ("x",), "", [run(0, 1.0, 10.5), run(1, 1.0, 11.2)])
+    refused = next(v for v in parity.compare_pair(c, d) if v.metric == "seconds")
+    assert refused.verdict == "not comparable: never reached the target (seed 1 on c)" and refused.seeds == (0, 1)
+    assert refused.note == "MLPerf counts a run that never reached the target as the slowest; a ratio needs both times"
+    apart = parity.BackendSeeds("e", ("x",), "", [run(5, 1.0, 10.0), run(6, 1.0, None)])  # no seed in common
+    welch = next(v for v in parity.compare_pair(apart, d) if v.metric == "seconds")
+    assert welch.verdict == "not comparable: never reached the target (seed 6 on e)" and welch.seeds == ()
+    # Epochs validated every 2 epochs, reached at 2: a step of 100%; without validations, every epoch is assumed.
+    every_two = [{"epoch": 2, "val_accuracy": 0.8}, {"epoch": 4, "val_accuracy": 0.8}]
+    e = [parity.BackendSeeds(n, ("x",), "", [run(s, 2.0, history=every_two) for s in range(3)]) for n in "fg"]
+    [epochs] = [v for v in parity.compare_pair(*e, time_margin=0.5) if v.metric == "epochs"]
+    assert epochs.verdict == ("not comparable at this resolution: validated every 2 epochs, a step of 100% against "
+                              "a margin of ±50%")
+    bare = [parity.BackendSeeds(n, ("x",), "", [run(s, 4.0, history=()) for s in range(3)]) for n in "hi"]
+    [epochs] = [v for v in parity.compare_pair(*bare, time_margin=0.2) if v.metric == "epochs"]
+    assert epochs.verdict == ("not comparable at this resolution: validated every 1 epoch, a step of 25% against "
+                              "a margin of ±20%")
+
+
+def test_groups_sort_by_their_text_skip_other_kinds_and_a_failed_line_has_no_mlperf_time(tmp_path):
+    write_result(tmp_path, make_result("jax", kinds=("train_step",)), name="0-step.json")  # not an accuracy record
+    write_result(tmp_path, seeded_run("jax", JAX, batch_size=32), name="a-32.json")
+    write_result(tmp_path, seeded_run("jax", JAX, batch_size=100), name="b-100.json")
+    write_result(tmp_path, seeded_run("torch", [0.8, 0.8], status="failed: nan", batch_size=100), name="c.json")
+    groups = parity.analyze(results.results_of(results.load([tmp_path])[0]))
+    assert [g.key.group.batch_size for g in groups] == [100, 32]  # "100" < "32"
+    assert groups[0].key.epochs == 2 and groups[0].key.target == 0.7
+    torch = next(b for b in groups[0].backends if b.label.startswith("torch"))
+    assert torch.mlperf is None and torch.accuracy is None
+    jax = next(b for b in groups[0].backends if b.label.startswith("jax"))
+    assert jax.runs[0].file.endswith("b-100.json") and jax.runs[0].name == "test_accuracy[jax-cpu-seed0]"
