@@ -1239,3 +1239,15 @@ def test_groups_sort_by_their_text_skip_other_kinds_and_a_failed_line_has_no_mlp
     assert torch.mlperf is None and torch.accuracy is None
     jax = next(b for b in groups[0].backends if b.label.startswith("jax"))
     assert jax.runs[0].file.endswith("b-100.json") and jax.runs[0].name == "test_accuracy[jax-cpu-seed0]"
+
+
+def test_constant_means_equal_to_float_rounding_relative_to_the_values():
+    # 1e-10 apart at 1000 is within 1e-12 of the values' size (constant); 1.5e-12 apart at 0.5 is not.
+    exact = stats.welch_difference([1000.0, 1000.0 + 1e-10], [0.0, 0.0])
+    assert exact.low == exact.high == exact.estimate  # zero width
+    spread = stats.welch_difference([0.5, 0.5 + 1.5e-12], [0.0, 0.0])
+    assert spread.high - spread.low > 1e-12
+    with pytest.raises(ValueError, match=r"^values must be finite$"):
+        stats.mean_interval([0.8, None])
+    nothing = stats.judge(np.stack([X, Y]), np.stack([Y, X]), 0.01, stats.Levels(0.0, 0.0))
+    assert nothing.low.shape == (2,) and np.all(nothing.low == -np.inf) and np.all(nothing.zero_high == np.inf)
