@@ -392,11 +392,12 @@ def test_a_pilot_of_exactly_20_rounds_plans_and_a_plan_of_exactly_the_cap_reache
 def test_the_plan_uses_the_adaptive_confidence(monkeypatch):
     rng = np.random.default_rng(5)
     durations = 0.1 * np.exp(0.06 * rng.standard_normal(1000))
-    adaptive = AdaptiveRounds(target=0.02, min_rounds=10, max_rounds=400, max_seconds=1e6, check_every=1,
+    adaptive = AdaptiveRounds(target=0.005, min_rounds=10, max_rounds=400, max_seconds=1e6, check_every=1,
                               confidence=0.8)
     reason, bench = strict_rounds(durations, adaptive, monkeypatch)
     se = np.std([np.median(b) for b in np.array_split(durations[:30], 5)], ddof=1) / np.sqrt(5)
-    needed = 30 * (sps.t.ppf(0.9, 4) * se / (0.02 * np.median(durations[:30]))) ** 2  # Stein at 80%
+    needed = 30 * (sps.t.ppf(0.9, 4) * se / (0.005 * np.median(durations[:30]))) ** 2  # Stein at 80%
+    assert needed > 30  # more than the pilot: the confidence shows in the count
     assert reason == "target" and len(bench.stats.stats.data) == max(30, math.ceil(needed))
     assert math.ceil(needed) != math.ceil(needed * (sps.t.ppf(0.975, 4) / sps.t.ppf(0.9, 4)) ** 2)
 
@@ -433,3 +434,34 @@ def test_round_statistics_of_adaptive_rounds_keep_the_pilots_half_width_at_their
     stein = sps.t.ppf(0.95, 4) * se * np.sqrt(30 / 300)  # the pilot of 30 rounds at 90%, scaled to 300
     assert found.confidence == 0.9 and (found.high_s - found.low_s) / 2 == pytest.approx(stein)
     assert found.half_width == pytest.approx(stein / 0.1)
+
+
+def test_bench_step_stages_the_last_maxlen_columns_and_times_the_step(monkeypatch, fake_adapter):
+    x, y = np.arange(60).reshape(10, 6), np.arange(10)
+    made = []
+
+    def make_step(batches):
+        made.append(batches)
+        return clock.step
+
+    clock = Clock([1.0] + [0.1] * 30)
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    monkeypatch.setattr(timing.energy, "energy_meter", lambda kind: FakeMeter(clock))
+    metrics = timing.bench_step(StrictBenchmark(clock), make_step, x, y, (4, 3), rounds=4, warmup_rounds=1,
+                                staged_batches=5, plain_rounds=2)
+    [batches] = made
+    assert len(batches) == 2 and metrics.staged_batches == 2  # 10 // 4 full batches, fewer than the 5 asked
+    np.testing.assert_array_equal(batches[0][0][1], x[0:4, -3:])
+    np.testing.assert_array_equal(batches[1][1][1], [4.0, 5.0, 6.0, 7.0])
+    assert metrics.samples_per_s == pytest.approx(40) and metrics.rounds.stop_reason == "fixed"
+    adaptive = AdaptiveRounds(target=0.5, min_rounds=3, max_rounds=5, max_seconds=1e6, check_every=1)
+    clock.durations = iter([1.0] + [0.1] * 30)
+    metrics = timing.bench_step(StrictBenchmark(clock), make_step, x, y, (4, 3), rounds=4, warmup_rounds=0,
+                                staged_batches=5, adaptive=adaptive)
+    assert metrics.rounds.mode == "adaptive" and metrics.rounds.stop_reason == "max rounds"
+
+
+def test_fixed_rounds_loop_plainly_as_many_times_as_they_time(monkeypatch, fake_adapter):
+    durations = [1.0, 0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0.1, 0.1]  # first call, plain 2, 4 rounds, plain 2
+    metrics = measured(monkeypatch, durations, rounds=4, warmup_rounds=0)
+    assert metrics.plain_loop_median_s == pytest.approx(0.1) and metrics.rounds.timed_s == pytest.approx(0.8)

@@ -163,10 +163,13 @@ def test_two_modes_are_described_without_a_side_name_in_milliseconds(tmp_path):
 
 def test_resolution_counts_the_threshold_and_stops_at_50_processes():
     noise, level = stats.ProcessNoise(0.02**2, 11), 0.05 / calibrate.LINES
-    detects, needed = calibrate.resolution(noise, 3, threshold=0.03)
-    assert stats.planned_power(noise, 3, detects, level, 0.03) == pytest.approx(0.8, abs=1e-4)
-    assert stats.planned_power(noise, needed, 0.05, level, 0.03) >= 0.9
-    assert stats.planned_power(noise, needed - 1, 0.05, level, 0.03) < 0.9
+    detects = calibrate.resolution(noise, 3, threshold=0.1)[0]  # past what the noise resolves at 3 a side
+    assert stats.planned_power(noise, 3, detects, level, 0.1) == pytest.approx(0.8, abs=1e-4)
+    assert detects > calibrate.resolution(noise, 3)[0]
+    needed = calibrate.resolution(noise, 3, threshold=0.04)[1]  # a 5% slowdown just past a 4% threshold
+    assert stats.planned_power(noise, needed, 0.05, level, 0.04) >= 0.9
+    assert stats.planned_power(noise, needed - 1, 0.05, level, 0.04) < 0.9 and needed != calibrate.resolution(
+        noise, 3)[1]
     # 51 processes a side would reach 90% here, 50 do not: "over 50" (None).
     edge = stats.ProcessNoise(0.0615**2, 11)
     assert stats.planned_power(edge, 51, 0.05, level) >= 0.9 > stats.planned_power(edge, 50, 0.05, level)

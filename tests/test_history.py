@@ -268,3 +268,13 @@ def test_a_result_without_a_readable_start_sorts_first_and_lines_keep_their_own_
         write_result(tmp_path / "runs", document, name=f"{backend}.json")
     found = results.results_of(results.load([tmp_path / "runs"])[0])
     assert sorted(x.run.backend for x in selection.latest(found)) == ["jax", "torch"]  # one line each
+
+
+def test_render_shows_every_benchmark_and_every_file():
+    series = series_of_two()
+    [(key, points)] = series.items()
+    points[1].files = ["f.json", "g.json"]
+    series[("test_y[jax-cpu]", key[1])] = points[:1]
+    text = history.render(series)
+    assert text.count("## test_") == 2
+    assert "f.json g.json\n" in history.render_csv(series)

@@ -1251,3 +1251,43 @@ def test_constant_means_equal_to_float_rounding_relative_to_the_values():
         stats.mean_interval([0.8, None])
     nothing = stats.judge(np.stack([X, Y]), np.stack([Y, X]), 0.01, stats.Levels(0.0, 0.0))
     assert nothing.low.shape == (2,) and np.all(nothing.low == -np.inf) and np.all(nothing.zero_high == np.inf)
+
+
+def test_renderings_of_several_groups_and_wide_differences(tmp_path):
+    group = hand_made_group()
+    lines = parity.render_markdown([group, group])
+    assert sum(line.startswith("## Parity: ") for line in lines) == 2
+    wide = parity.PairVerdict("val_accuracy", "a", "b", stats.Interval(0.1, 0.05, 0.15, 3), None, "v")
+    assert parity.difference_text(wide) == "+10.0 pt [+5.0, +15.0]"
+    assert parity._points(stats.Interval(0.1, 0.05, 0.15, 3)) == "[+5.0, +15.0] pt"
+    full = parity.BackendSeeds("x", (), "", [parity.SeedRun(s, "ok", 0.8, 2.0, 10.0, (), "", "") for s in (0, 1)],
+                               epochs=stats.Interval(2.0, 2.0, 2.0, 2), mlperf=stats.MlperfTime(10.0, 3, 0))
+    assert parity._reached_text(full, "epochs", ".2f") == "2.00 [2.00, 2.00]"  # every seed reached: no count
+    assert parity._mlperf_text(full) == "10.0"
+    [document] = json.loads(json.dumps(parity.to_json([group]), default=str))
+    assert set(document["backends"][0]) == {"label", "line", "data", "runs", "accuracy", "epochs", "seconds",
+                                            "mlperf"}
+
+
+def test_the_parity_command_passes_on_every_option(tmp_path):
+    write_result(tmp_path, seeded_run("jax", JAX, seconds=[10.0, 11.0, 12.0, 10.5, 11.5]))
+    write_result(tmp_path, seeded_run("tensorflow", TF, seconds=[10.2, 11.1, 12.4, 10.1, 11.6]))
+    found = results.results_of(results.load([tmp_path])[0])
+    text = parity.render(found, fmt_name="json", sd_bound=0.02, time_margin=0.5,
+                         levels=stats.Levels(0.01, 0.02, 0.05, "look 2 of 3"))
+    assert text.startswith('{\n  "parity": [\n    {\n')  # indented by 2
+    [document] = json.loads(text)["parity"]
+    assert document["sd_bound"] == 0.02 and document["time_margin"] == 0.5 and document["levels"]["look"] == (
+        "look 2 of 3")
+    assert "at a paired SD ≤ 2 pt (stated)" in parity.render(found, sd_bound=0.02)
+    [group] = parity.analyze(found, levels=stats.Levels(0.01, 0.02, 0.05, "look 2 of 3"))
+    assert group.levels.look == "look 2 of 3"
+    seconds = next(v for v in group.pairs if v.metric == "seconds")
+    assert seconds.verdict.endswith("]x")  # a ratio interval
+
+
+def test_lines_are_ordered_by_their_own_text_not_their_files(tmp_path):
+    write_result(tmp_path, seeded_run("torch", JAX), name="a.json")
+    write_result(tmp_path, seeded_run("jax", JAX), name="z.json")
+    [group] = parity.analyze(results.results_of(results.load([tmp_path])[0]))
+    assert [b.label.split()[0] for b in group.backends] == ["jax", "torch"]

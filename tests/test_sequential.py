@@ -331,3 +331,16 @@ def test_every_kind_of_plan_is_described():
     assert sequential.Design(batch=3, first_seed=100).seeds(0) == (100, 101, 102)
     assert sequential.Design(batch=3, first_seed=100).seeds(3) == (109, 110)
     assert sequential.Design(batch=1).looks == (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
+
+
+def test_saved_levels_clamp_the_looks_to_the_design(tmp_path):
+    import json
+
+    from bench.results import REPORT_MARKER
+
+    design = sequential.Design()
+    for looks, index in ((0, 0), (99, len(design.looks) - 1), (3, 2)):
+        (tmp_path / "sequential.json").write_text(json.dumps(
+            {REPORT_MARKER: "sequential", "design": design.to_json(), "looks": looks, "stop": "x", "seeds": 0,
+             "seconds": 0.0}))
+        assert sequential.saved_levels([tmp_path]) == (design.levels(index), 0.01)

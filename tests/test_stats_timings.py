@@ -467,3 +467,85 @@ def test_two_process_medians_give_an_interval():
     low, high = sps.t.interval(0.9, 1, loc=logs.mean(), scale=np.std(logs, ddof=1) / math.sqrt(2))
     assert stats.process_interval([0.1, 0.12], 0.9) == stats.Interval(
         pytest.approx(math.exp(logs.mean())), pytest.approx(math.exp(low)), pytest.approx(math.exp(high)), 2, 0.9)
+
+
+def test_the_tail_interval_at_its_index_edges():
+    def by_hand(times, p, confidence=0.95):
+        from arch.covariance.kernel import Bartlett
+
+        x, n = np.asarray(times), len(times)
+        indicator = (x <= np.quantile(x, p)).astype(float)
+        long_run = float(Bartlett(indicator).cov.long_run[0, 0]) if np.ptp(indicator) > 0 else p * (1 - p)
+        half = sps.t.ppf(0.5 + confidence / 2, n - 1) * math.sqrt(long_run / n)
+        return math.floor(n * (p - half)), math.ceil(n * (p + half))
+
+    twelve = np.random.default_rng(0).standard_normal(12)
+    assert by_hand(twelve, 0.5) == (1, 11)  # the last time is the upper bound
+    assert stats.tail_interval(list(twelve), 0.5) == (np.sort(twelve)[1], np.sort(twelve)[11])
+    eight = np.random.default_rng(0).standard_normal(8)
+    assert by_hand(eight, 0.5) == (0, 8)  # the first time is the lower bound; past the last there is none
+    assert stats.tail_interval(list(eight), 0.5) == (np.sort(eight)[0], None)
+    rng = np.random.default_rng(1)
+    rng.standard_normal(8), rng.standard_normal(10)
+    other = rng.standard_normal(12)
+    assert by_hand(other, 0.8) == (8, 12) and stats.tail_interval(list(other), 0.8) == (np.sort(other)[8], None)
+    odd = np.random.default_rng(2).standard_normal(101)  # the median is one of the times: it counts as at or below
+    low, high = by_hand(odd, 0.5)
+    assert stats.tail_interval(list(odd), 0.5) == (np.sort(odd)[low], np.sort(odd)[high])
+    # Every time at or below the 20th percentile: the indicator has no spread, the independent p(1 - p) is used.
+    ties = [1.0, 1.5] + [2.0] * 18
+    assert by_hand(ties, 0.2) == (0, 8) and stats.tail_interval(ties, 0.2) == (1.0, 2.0)
+    times = list(np.exp(0.1 * np.random.default_rng(8).standard_normal(400)))
+    assert stats.tail_interval(times) == stats.tail_interval(times, 0.99, 0.95) != stats.tail_interval(times, 0.9)
+    assert stats.tail_interval(times[:50], 0.01)[0] is None
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # SciPy, on the exact row
+def test_exact_and_library_rows_side_by_side():
+    import warnings
+
+    base = np.array([[0.1, 0.1], [0.100, 0.104]])
+    cur = np.array([[0.1, 0.1], [0.110, 0.116]])
+    test = stats.log_ratio_test(base, cur)
+    assert (test.p_slower[0], test.p_faster[0]) == (1.0, 1.0)  # equal medians: no change either way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a difference over a zero standard error divides by zero, silently
+        slower = stats.log_ratio_test([0.1, 0.1], [0.2, 0.2])
+    assert slower.p_slower == 0.0
+
+
+def test_small_edges_of_the_seed_statistics():
+    assert stats.mean_interval([0.8, 0.82]).low is not None  # two values give an interval
+    assert stats.mlperf_time([1.0, 2.0, 3.0]) == stats.MlperfTime(2.0, 3, 0)
+    with pytest.raises(ValueError, match=r"^paired samples need one value each per seed: 2 against 3$"):
+        stats.equivalence([0.8, 0.8], [0.7, 0.7, 0.7], 0.01)
+    a = np.array([0.80, 0.81, 0.79, 0.80])
+    spread_below = stats.equivalence(a, a + np.array([0.01, -0.005, 0.02, 0.012]), 0.01)
+    assert spread_below.interval.low < -0.01 < spread_below.interval.high < 0.01
+    assert spread_below.verdict == stats.UNSETTLED  # not beyond: the interval reaches inside the margin
+    modes = stats.Modes(0.001, 0.36, ((0, None, 3, 0.4),))
+    assert modes.describe(names=("x",)) == "bimodal (dip test p = 0.001): x all 3 near 0.4 ms"
+    found = stats.process_modes([[330.0 + 0.1 * i for i in range(4)] + [400.0 + 0.1 * i for i in range(8)]])
+    assert found.boundary == pytest.approx(math.sqrt(330.3 * 400.0))  # the geometric middle of the widest gap
+    assert found.sides == ((4, pytest.approx(330.15), 8, pytest.approx(400.35)),)
+
+
+def test_the_dip_test_needs_every_side_on_both_sides_of_the_gap_row_by_row():
+    import diptest
+
+    dip = lambda *sides: diptest.diptest(np.sort(np.log(np.concatenate(sides))))[1]
+    slowdown = ([330.0, 331.0, 332.0, 333.0], [400.0, 401.0, 402.0, 403.0])
+    eight = ([330.0, 331.0, 400.0, 401.0], [332.0, 333.0, 402.0, 403.0])
+    stacked = stats.bimodality_p([np.array([slowdown[0], eight[0]]), np.array([slowdown[1], eight[1]])])
+    assert math.isnan(stacked[0]) and stacked[1] == pytest.approx(dip(*eight))
+    above, across = [400.0, 401.0, 402.0, 403.0], [330.0, 331.0, 332.0, 404.0]  # one side never below the gap
+    assert math.isnan(stats.bimodality_p([above, across]))
+
+
+def test_planned_power_past_a_threshold_the_noise_can_resolve():
+    noise = stats.ProcessNoise(0.02**2, 6)
+    se, df = 0.02 * math.sqrt(2 / 4), 2.0 * (6 + 4 - 1)
+    level = min(0.01, sps.t.sf(math.log1p(0.05) / se, df))
+    assert level < 0.01  # the threshold, not alpha, sets the level here
+    power = sps.nct.sf(sps.t.isf(level, df), df, math.log1p(0.08) / 0.02 * math.sqrt(2))
+    assert stats.planned_power(noise, 4, 0.08, 0.01, threshold=0.05) == pytest.approx(power, rel=1e-6)
