@@ -437,12 +437,12 @@ def test_round_statistics_of_adaptive_rounds_keep_the_pilots_half_width_at_their
 
 
 def test_bench_step_stages_the_last_maxlen_columns_and_times_the_step(monkeypatch, fake_adapter):
-    x, y = np.arange(60).reshape(10, 6), np.arange(10)
-    made = []
+    x, y = np.arange(70).reshape(10, 7), np.arange(10)
+    made, calls = [], []
 
     def make_step(batches):
         made.append(batches)
-        return clock.step
+        return lambda: calls.append(1) or clock.step()
 
     clock = Clock([1.0] + [0.1] * 30)
     monkeypatch.setattr(timing.time, "perf_counter", clock)
@@ -451,7 +451,8 @@ def test_bench_step_stages_the_last_maxlen_columns_and_times_the_step(monkeypatc
                                 staged_batches=5, plain_rounds=2)
     [batches] = made
     assert len(batches) == 2 and metrics.staged_batches == 2  # 10 // 4 full batches, fewer than the 5 asked
-    np.testing.assert_array_equal(batches[0][0][1], x[0:4, -3:])
+    np.testing.assert_array_equal(batches[0][0][1], x[0:4, 4:])  # the last 3 of 7 columns
+    assert len(calls) == 1 + 1 + 2 + 4  # first call, warm-up, the plain loop's 2 (as asked), 4 rounds
     np.testing.assert_array_equal(batches[1][1][1], [4.0, 5.0, 6.0, 7.0])
     assert metrics.samples_per_s == pytest.approx(40) and metrics.rounds.stop_reason == "fixed"
     adaptive = AdaptiveRounds(target=0.5, min_rounds=3, max_rounds=5, max_seconds=1e6, check_every=1)

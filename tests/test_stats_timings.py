@@ -489,9 +489,9 @@ def test_the_tail_interval_at_its_index_edges():
     rng.standard_normal(8), rng.standard_normal(10)
     other = rng.standard_normal(12)
     assert by_hand(other, 0.8) == (8, 12) and stats.tail_interval(list(other), 0.8) == (np.sort(other)[8], None)
-    odd = np.random.default_rng(2).standard_normal(101)  # the median is one of the times: it counts as at or below
-    low, high = by_hand(odd, 0.5)
-    assert stats.tail_interval(list(odd), 0.5) == (np.sort(odd)[low], np.sort(odd)[high])
+    odd = np.random.default_rng(0).standard_normal(11)  # the median is one of the times: it counts as at or below
+    assert by_hand(odd, 0.5) == (3, 8)  # (2, 9) if it did not
+    assert stats.tail_interval(list(odd), 0.5) == (np.sort(odd)[3], np.sort(odd)[8])
     # Every time at or below the 20th percentile: the indicator has no spread, the independent p(1 - p) is used.
     ties = [1.0, 1.5] + [2.0] * 18
     assert by_hand(ties, 0.2) == (0, 8) and stats.tail_interval(ties, 0.2) == (1.0, 2.0)
@@ -540,6 +540,11 @@ def test_the_dip_test_needs_every_side_on_both_sides_of_the_gap_row_by_row():
     assert math.isnan(stacked[0]) and stacked[1] == pytest.approx(dip(*eight))
     above, across = [400.0, 401.0, 402.0, 403.0], [330.0, 331.0, 332.0, 404.0]  # one side never below the gap
     assert math.isnan(stats.bimodality_p([above, across]))
+    below, spanning = [330.0, 331.0, 332.0, 333.0], [334.0, 335.0, 400.0, 401.0]  # one side never above it
+    # Each row on its own: the other row's sides visit both modes, these rows' do not.
+    for a, b in ((above, across), (below, spanning)):
+        rows = stats.bimodality_p([np.array([a, eight[0]]), np.array([b, eight[1]])])
+        assert math.isnan(rows[0]) and rows[1] == pytest.approx(dip(*eight))
 
 
 def test_planned_power_past_a_threshold_the_noise_can_resolve():
