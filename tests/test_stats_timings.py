@@ -231,6 +231,7 @@ def test_exact_rows_in_a_stack_keep_their_exact_answers():
     ([0.1], [0.1, 0.1], 0.95, "each side needs at least 2 processes"),
     ([0.1, 0.1], [0.1, 0.0], 0.95, "process medians must be positive and finite"),
     ([0.1, None], [0.1, 0.1], 0.95, "process medians must be positive and finite"),
+    ([0.1, 0.1], [0.1, None], 0.95, "process medians must be positive and finite"),
 ])
 def test_the_ratio_test_refuses_what_it_cannot_test(base, cur, confidence, message):
     with pytest.raises(ValueError, match=f"^{message}$"), np.errstate(divide="ignore"):
@@ -498,6 +499,8 @@ def test_the_tail_interval_at_its_index_edges():
     times = list(np.exp(0.1 * np.random.default_rng(8).standard_normal(400)))
     assert stats.tail_interval(times) == stats.tail_interval(times, 0.99, 0.95) != stats.tail_interval(times, 0.9)
     assert stats.tail_interval(times[:50], 0.01)[0] is None
+    # Two times: arch's bandwidth rule divides by zero; the independent variance is used, too wide for bounds.
+    assert stats.tail_interval([1.0, 2.0], 0.5) == (None, None)
 
 
 @pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # SciPy, on the exact row
