@@ -33,7 +33,7 @@ IMDB_ARCHIVE := ../shared/data/aclImdb_v1_labeled.tar.gz
 KERASBENCH_IMDB ?= $(if $(wildcard $(IMDB_ARCHIVE)),$(abspath $(IMDB_ARCHIVE)))
 export KERASBENCH_IMDB
 
-.PHONY: venv venv-gpu bench gpu-check test lint report clean
+.PHONY: venv venv-gpu bench gpu-check test lint mutation report clean
 
 venv: $(VENV)/.installed
 
@@ -88,5 +88,12 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# Mutation testing of the decision code (pyproject.toml's [tool.mutmut]): one mutant at a time, so a 2-core
+# machine keeps a core for other work; each mutant runs the unit tests that reach its function. Afterwards
+# `$(BIN)/mutmut results` lists the survivors and `$(BIN)/mutmut show NAME` shows one; mutants/ holds the state.
+mutation: venv
+	KERAS_BACKEND=jax $(BIN)/mutmut run --max-children 1
+	$(BIN)/mutmut export-cicd-stats
+
 clean:
-	rm -rf .venv .venv-gpu .venv-gpu-tf .pytest_cache .ruff_cache
+	rm -rf .venv .venv-gpu .venv-gpu-tf .pytest_cache .ruff_cache mutants

@@ -1,5 +1,6 @@
 """Adaptive rounds, tail percentiles, the serving query count and bootstraps."""
 
+import gc
 import math
 from types import SimpleNamespace
 
@@ -237,3 +238,231 @@ def test_harness_vs_plain_is_the_harness_over_the_plain_loop(monkeypatch):
                                   staged_batches=1, plain_rounds=4)
     assert metrics.first_step_s == pytest.approx(1.0) and metrics.plain_loop_median_s == pytest.approx(0.1)
     assert metrics.harness_vs_plain == pytest.approx(2.0) and metrics.samples_per_s == pytest.approx(40)
+
+
+# -------------------------------------------------- the timing helpers around a stand-in backend (no Keras)
+
+class FakeAdapter:
+    """backends.current() as timing uses it: to_device, sync and the device's kind, each call recorded."""
+
+    def __init__(self):
+        self.device = SimpleNamespace(kind="cpu")
+        self.staged, self.synced = [], []
+
+    def to_device(self, array):
+        self.staged.append(array)
+        return ("on device", array)
+
+    def sync(self, *out):
+        self.synced.append(out)
+
+
+class FakeMeter:
+    """An energy counter that reads 10 J per second of the fake clock."""
+
+    source = "fake counter"
+
+    def __init__(self, clock):
+        self.clock = clock
+
+    def read(self):
+        return 10 * self.clock.now
+
+    def joules(self, start, end):
+        return end - start
+
+
+class StrictBenchmark(FakeBenchmark):
+    """pedantic with every argument named, as timing must pass them; records each call's arguments."""
+
+    def pedantic(self, target, *, rounds, warmup_rounds, iterations):
+        self.pedantic_calls.append((rounds, warmup_rounds, iterations))
+        data = []
+        self.stats = SimpleNamespace(options={"timer": self.clock, "disable_gc": self.disable_gc},
+                                     stats=SimpleNamespace(data=data, median=None), update=data.append)
+        for _ in range(rounds):
+            start = self.clock()
+            target()
+            data.append(self.clock() - start)
+        self.stats.stats.median = float(np.median(data))
+
+    disable_gc = False
+
+
+@pytest.fixture
+def fake_adapter(monkeypatch):
+    fake = FakeAdapter()
+    monkeypatch.setattr(timing.backends, "current", lambda: fake)
+    return fake
+
+
+def test_stage_batches_copies_whole_batches_in_order(fake_adapter):
+    x, y = np.arange(30).reshape(10, 3), np.arange(10)
+    batches = timing.stage_batches(x, y, 4, count=5)
+    assert len(batches) == 2 and len(fake_adapter.staged) == 4  # 10 // 4 full batches, x and y each
+    (bx0, by0), (bx1, by1) = batches
+    np.testing.assert_array_equal(bx0[1], x[0:4])
+    np.testing.assert_array_equal(bx1[1], x[4:8])
+    np.testing.assert_array_equal(by1[1], [4.0, 5.0, 6.0, 7.0])
+    assert by0[1].dtype == np.float32 and bx0[0] == "on device"
+    assert len(timing.stage_batches(x, y, 4, count=1)) == 1
+    [(whole, _)] = timing.stage_batches(x, y, 10, count=3)  # exactly one batch
+    np.testing.assert_array_equal(whole[1], x)
+    with pytest.raises(ValueError, match=r"^batch size 11 is larger than the 10 samples available$"):
+        timing.stage_batches(x, y, 11, count=1)
+
+
+def test_steps_cycle_through_the_batches_and_sync(fake_adapter):
+    calls = []
+    model = SimpleNamespace(
+        train_on_batch=lambda x, y, return_dict: calls.append((x, y, return_dict)) or {"loss": len(calls)},
+        predict_on_batch=lambda x: calls.append(x) or f"out {x}")
+    step = timing.train_step(model, [("x0", "y0"), ("x1", "y1")])
+    assert [step(), step(), step()] == [{"loss": 1}, {"loss": 2}, {"loss": 3}]
+    assert calls == [("x0", "y0", True), ("x1", "y1", True), ("x0", "y0", True)] and fake_adapter.synced == [()] * 3
+    calls.clear()
+    predict = timing.predict_step(model, [("x0", "y0"), ("x1", "y1")])
+    assert [predict(), predict(), predict()] == ["out x0", "out x1", "out x0"]
+    assert calls == ["x0", "x1", "x0"] and fake_adapter.synced[3:] == [("out x0",), ("out x1",), ("out x0",)]
+
+
+def measured(monkeypatch, durations, **options):
+    clock = Clock(durations)
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    kinds = []
+    monkeypatch.setattr(timing.energy, "energy_meter", lambda kind: kinds.append(kind) or FakeMeter(clock))
+    metrics = timing.measure_step(StrictBenchmark(clock), clock.step, batch_size=8, staged_batches=3, **options)
+    assert kinds == ["cpu"]
+    return metrics
+
+
+def test_measure_step_times_each_phase_and_the_energy_of_the_timed_rounds(monkeypatch, fake_adapter):
+    # First call 1 s, 2 warm-up rounds of 0.5 s, plain loop 3 x 0.1 s, 4 rounds of 0.2 s, plain loop 3 x 0.1 s.
+    durations = [1.0, 0.5, 0.5, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0.1, 0.1, 0.1]
+    metrics = measured(monkeypatch, durations, rounds=4, warmup_rounds=2, plain_rounds=6)
+    assert metrics.staged_batches == 3 and metrics.first_step_s == pytest.approx(1.0)
+    assert metrics.samples_per_s == pytest.approx(40) and metrics.plain_loop_median_s == pytest.approx(0.1)
+    assert metrics.harness_vs_plain == pytest.approx(2.0)
+    assert metrics.rounds.mode == "fixed" and metrics.rounds.stop_reason == "fixed"
+    assert metrics.rounds.timed_s == pytest.approx(0.8) and metrics.rounds.measure_s == pytest.approx(2.4)
+    assert metrics.energy.source == "fake counter"
+    assert metrics.energy.j_per_step == pytest.approx(2.0) and metrics.energy.samples_per_joule == pytest.approx(4.0)
+    assert metrics.tail.p50_s == pytest.approx(0.2) and metrics.interval.target is None
+    assert metrics.interval.confidence == 0.95
+
+
+def test_measure_step_with_adaptive_rounds_loops_plainly_for_its_minimum(monkeypatch, fake_adapter):
+    adaptive = AdaptiveRounds(target=0.5, min_rounds=4, max_rounds=6, max_seconds=1e6, check_every=1, confidence=0.9)
+    # First call, no warm-up, plain loop 2 x 0.1 s, 6 rounds of 0.2 s (too few to plan from: the round cap), 2 x 0.1.
+    durations = [1.0, 0.1, 0.1] + [0.2] * 6 + [0.1, 0.1]
+    metrics = measured(monkeypatch, durations, rounds=30, warmup_rounds=0, adaptive=adaptive)
+    assert metrics.rounds.mode == "adaptive" and metrics.rounds.stop_reason == "max rounds"
+    assert metrics.rounds.timed_s == pytest.approx(1.2) and metrics.plain_loop_median_s == pytest.approx(0.1)
+    assert metrics.interval.target == 0.5 and metrics.interval.confidence == 0.9
+    assert metrics.energy.j_per_step == pytest.approx(2.0)
+
+
+def strict_rounds(durations, adaptive, monkeypatch, disable_gc=False):
+    clock = Clock(durations)
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    bench = StrictBenchmark(clock)
+    bench.disable_gc = disable_gc
+    return timing.timed_rounds(bench, clock.step, rounds=7, adaptive=adaptive), bench
+
+
+def test_fixed_and_first_rounds_are_pedantic_without_warm_up_or_iterations(monkeypatch):
+    reason, bench = strict_rounds(np.full(20, 0.1), None, monkeypatch)
+    assert reason == "fixed" and bench.pedantic_calls == [(7, 0, 1)]
+    adaptive = AdaptiveRounds(target=0.02, min_rounds=5, max_rounds=12, max_seconds=1e6, check_every=5)
+    reason, bench = strict_rounds(np.full(20, 0.1), adaptive, monkeypatch)
+    assert bench.pedantic_calls == [(1, 0, 1)]
+    # Fewer than 20 rounds at most: nothing to plan from, the rounds run to the cap, exactly.
+    assert reason == "max rounds" and len(bench.stats.stats.data) == 12
+
+
+def test_a_pilot_of_exactly_20_rounds_plans_and_a_plan_of_exactly_the_cap_reaches_the_target(monkeypatch):
+    adaptive = AdaptiveRounds(target=0.02, min_rounds=5, max_rounds=20, max_seconds=1e6, check_every=5)
+    reason, bench = strict_rounds(np.full(40, 0.1), adaptive, monkeypatch)
+    assert reason == "target" and len(bench.stats.stats.data) == 20
+    # 19 rounds at most cannot be planned from (a pilot needs 20): the cap.
+    short = AdaptiveRounds(target=0.02, min_rounds=5, max_rounds=19, max_seconds=1e6, check_every=5)
+    assert strict_rounds(np.full(40, 0.1), short, monkeypatch)[0] == "max rounds"
+
+
+def test_the_plan_uses_the_adaptive_confidence(monkeypatch):
+    rng = np.random.default_rng(5)
+    durations = 0.1 * np.exp(0.06 * rng.standard_normal(1000))
+    adaptive = AdaptiveRounds(target=0.005, min_rounds=10, max_rounds=400, max_seconds=1e6, check_every=1,
+                              confidence=0.8)
+    reason, bench = strict_rounds(durations, adaptive, monkeypatch)
+    se = np.std([np.median(b) for b in np.array_split(durations[:30], 5)], ddof=1) / np.sqrt(5)
+    needed = 30 * (sps.t.ppf(0.9, 4) * se / (0.005 * np.median(durations[:30]))) ** 2  # Stein at 80%
+    assert needed > 30  # more than the pilot: the confidence shows in the count
+    assert reason == "target" and len(bench.stats.stats.data) == max(30, math.ceil(needed))
+    assert math.ceil(needed) != math.ceil(needed * (sps.t.ppf(0.975, 4) / sps.t.ppf(0.9, 4)) ** 2)
+
+
+def test_the_time_cap_stops_when_the_deadline_is_reached_exactly(monkeypatch):
+    adaptive = AdaptiveRounds(target=0.02, min_rounds=5, max_rounds=12, max_seconds=5, check_every=5)
+    reason, bench = strict_rounds(np.full(20, 1.0), adaptive, monkeypatch)
+    assert reason == "max seconds" and len(bench.stats.stats.data) == 5
+
+
+def test_the_garbage_collector_is_off_in_timed_rounds_only_when_asked(monkeypatch):
+    adaptive = AdaptiveRounds(target=0.02, min_rounds=5, max_rounds=6, max_seconds=1e6, check_every=5)
+    for disable_gc in (True, False):
+        clock = Clock(np.full(20, 0.1))
+        seen = []
+        monkeypatch.setattr(timing.time, "perf_counter", clock)
+        bench = StrictBenchmark(clock)
+        bench.disable_gc = disable_gc
+
+        def step(seen=seen, clock=clock):
+            seen.append(gc.isenabled())
+            clock.step()
+
+        timing.timed_rounds(bench, step, 7, adaptive)
+        assert seen[1:] == [not disable_gc] * 5 and gc.isenabled()  # the rounds after pedantic's first
+
+
+def test_round_statistics_of_adaptive_rounds_keep_the_pilots_half_width_at_their_confidence():
+    rng = np.random.default_rng(6)
+    times = list(np.concatenate([0.1 * np.exp(0.1 * rng.standard_normal(30)), np.full(270, 0.1)]))
+    adaptive = AdaptiveRounds(target=0.02, min_rounds=10, confidence=0.9)
+    found = timing.round_statistics(times, adaptive)["interval"]
+    se = np.std([np.median(b) for b in np.array_split(times[:30], 5)], ddof=1) / np.sqrt(5)
+    stein = sps.t.ppf(0.95, 4) * se * np.sqrt(30 / 300)  # the pilot of 30 rounds at 90%, scaled to 300
+    assert found.confidence == 0.9 and (found.high_s - found.low_s) / 2 == pytest.approx(stein)
+    assert found.half_width == pytest.approx(stein / 0.1)
+
+
+def test_bench_step_stages_the_last_maxlen_columns_and_times_the_step(monkeypatch, fake_adapter):
+    x, y = np.arange(70).reshape(10, 7), np.arange(10)
+    made, calls = [], []
+
+    def make_step(batches):
+        made.append(batches)
+        return lambda: calls.append(1) or clock.step()
+
+    clock = Clock([1.0] + [0.1] * 30)
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    monkeypatch.setattr(timing.energy, "energy_meter", lambda kind: FakeMeter(clock))
+    metrics = timing.bench_step(StrictBenchmark(clock), make_step, x, y, (4, 3), rounds=4, warmup_rounds=1,
+                                staged_batches=5, plain_rounds=2)
+    [batches] = made
+    assert len(batches) == 2 and metrics.staged_batches == 2  # 10 // 4 full batches, fewer than the 5 asked
+    np.testing.assert_array_equal(batches[0][0][1], x[0:4, 4:])  # the last 3 of 7 columns
+    assert len(calls) == 1 + 1 + 2 + 4  # first call, warm-up, the plain loop's 2 (as asked), 4 rounds
+    np.testing.assert_array_equal(batches[1][1][1], [4.0, 5.0, 6.0, 7.0])
+    assert metrics.samples_per_s == pytest.approx(40) and metrics.rounds.stop_reason == "fixed"
+    adaptive = AdaptiveRounds(target=0.5, min_rounds=3, max_rounds=5, max_seconds=1e6, check_every=1)
+    clock.durations = iter([1.0] + [0.1] * 30)
+    metrics = timing.bench_step(StrictBenchmark(clock), make_step, x, y, (4, 3), rounds=4, warmup_rounds=0,
+                                staged_batches=5, adaptive=adaptive)
+    assert metrics.rounds.mode == "adaptive" and metrics.rounds.stop_reason == "max rounds"
+
+
+def test_fixed_rounds_loop_plainly_as_many_times_as_they_time(monkeypatch, fake_adapter):
+    durations = [1.0, 0.1, 0.1, 0.2, 0.2, 0.2, 0.2, 0.1, 0.1]  # first call, plain 2, 4 rounds, plain 2
+    metrics = measured(monkeypatch, durations, rounds=4, warmup_rounds=0)
+    assert metrics.plain_loop_median_s == pytest.approx(0.1) and metrics.rounds.timed_s == pytest.approx(0.8)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -120,3 +121,165 @@ def test_compare_reads_a_version_1_file_and_says_so(tmp_path):
     done = run_cli("compare", str(base), str(base), "--noise", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 entry upgraded" in done.stderr
+
+
+# ------------------------------------------------------------- each field, each refusal, each note, in process
+
+def loaded(folder):
+    return results.results_of(results.load([folder])[0])
+
+
+def test_measure_fills_every_field_of_an_entry(tmp_path):
+    medians = [0.100, 0.104, 0.098, 0.102]
+    processes(tmp_path, "aa", medians, spread=0.0, rounds=5)  # every round at its median: the medians are exact
+    # A later single process of another benchmark: it has no spread to measure and is skipped (not the end of
+    # the list: it sorts first), and it belongs to its own benchmark, not to the newest run of the line.
+    single = make_result("jax", kinds=("predict_step",), fingerprint=MACHINE, started="2026-11-02T08:00:00+00:00",
+                         data={"predict_step": [0.02] * 5})
+    write_result(tmp_path / "aa", single, name="predict.json")
+    [entry] = calibrate.measure(loaded(tmp_path / "aa"))
+    logs = np.log(medians)
+    assert entry.key == KEY and entry.processes == 4 and entry.df == 3 and entry.at_processes == 3
+    assert entry.log_variance == pytest.approx(np.sum((logs - logs.mean()) ** 2) / 3)
+    assert entry.median_ms == pytest.approx(1e3 * math.exp(logs.mean()))  # the geometric mean, in ms
+    assert entry.spread == pytest.approx(0.104 / 0.098 - 1) and entry.modes == "" and entry.upgraded == ""
+    level = 0.05 / calibrate.LINES
+    noise = stats.ProcessNoise(entry.log_variance, 3)
+    assert stats.planned_power(noise, 3, entry.detects, level) == pytest.approx(0.8, abs=1e-4)
+    needed = entry.processes_for_target
+    assert stats.planned_power(noise, needed, 0.05, level) >= 0.9 > stats.planned_power(noise, needed - 1, 0.05, level)
+    [at_eight] = calibrate.measure(loaded(tmp_path / "aa"), processes=8)
+    assert at_eight.at_processes == 8 and at_eight.detects < entry.detects
+
+
+def test_two_modes_are_described_without_a_side_name_in_milliseconds(tmp_path):
+    import diptest
+
+    medians = [0.3334] * 8 + [0.400] * 16
+    [entry] = calibrate.measure(loaded(processes(tmp_path, "aa", medians, spread=0.0, rounds=3)))
+    p = diptest.diptest(np.sort(np.log(medians)))[1]
+    assert entry.modes == f"bimodal (dip test p = {p:.2g}): 8 of 24 processes near 333 ms, 16 near 400 ms"
+
+
+def test_resolution_counts_the_threshold_and_stops_at_50_processes():
+    noise, level = stats.ProcessNoise(0.02**2, 11), 0.05 / calibrate.LINES
+    detects = calibrate.resolution(noise, 3, threshold=0.1)[0]  # past what the noise resolves at 3 a side
+    assert stats.planned_power(noise, 3, detects, level, 0.1) == pytest.approx(0.8, abs=1e-4)
+    assert detects > calibrate.resolution(noise, 3)[0]
+    needed = calibrate.resolution(noise, 3, threshold=0.04)[1]  # a 5% slowdown just past a 4% threshold
+    assert stats.planned_power(noise, needed, 0.05, level, 0.04) >= 0.9
+    assert stats.planned_power(noise, needed - 1, 0.05, level, 0.04) < 0.9 and needed != calibrate.resolution(
+        noise, 3)[1]
+    # 51 processes a side would reach 90% here, 50 do not: "over 50" (None).
+    edge = stats.ProcessNoise(0.0615**2, 11)
+    assert stats.planned_power(edge, 51, 0.05, level) >= 0.9 > stats.planned_power(edge, 50, 0.05, level)
+    assert calibrate.resolution(edge, 3)[1] is None
+
+
+def test_fingerprint_of_needs_exactly_one_machine(tmp_path):
+    one = loaded(processes(tmp_path, "one", [0.1, 0.1]))
+    assert calibrate.fingerprint_of(one) == MACHINE
+    other = loaded(processes(tmp_path, "other", [0.1], fingerprint={**MACHINE, "cpu_model": "Other CPU"}))
+    with pytest.raises(ValueError, match=r"^these result files come from several machines: calibrate one machine"):
+        calibrate.fingerprint_of(one + other)
+    none = loaded(processes(tmp_path, "none", [0.1], fingerprint=None))
+    with pytest.raises(ValueError, match=r"^these result files record no machine fingerprint: run calibrate with"):
+        calibrate.fingerprint_of(none)
+
+
+def test_write_stores_the_machine_its_time_and_source(tmp_path):
+    from datetime import datetime
+
+    from bench.fingerprint import machine_key
+
+    path = tmp_path / "calibration.json"
+    entry = calibrate.Calibration("k", 4, 50.0, 0.0001, 3, 0.02)
+    assert calibrate.write(path, MACHINE, [entry], "aa-run") == path
+    [(key, machine)] = json.loads(path.read_text())["machines"].items()
+    assert key == machine_key(MACHINE) and set(machine) == {"fingerprint", "measured", "source", "noise"}
+    assert machine["fingerprint"] == MACHINE and machine["source"] == "aa-run"
+    assert datetime.fromisoformat(machine["measured"]).utcoffset().total_seconds() == 0  # UTC, and says so
+    assert calibrate.load(path, MACHINE) == ({"k": entry}, "")
+
+
+def test_a_file_without_machines_or_noise_has_no_entries(tmp_path):
+    from bench.fingerprint import machine_key
+
+    path = tmp_path / "calibration.json"
+    assert calibrate.load(path, MACHINE) == ({}, "")  # no file
+    path.write_text(json.dumps({CALIBRATION_MARKER: 2}))
+    assert calibrate.load(path, MACHINE) == ({}, "")
+    path.write_text(json.dumps({CALIBRATION_MARKER: 2, "machines": {machine_key(MACHINE): {"source": "x"}}}))
+    assert calibrate.load(path, MACHINE) == ({}, "")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not a readable calibration file"),
+    ("[]", "not a kerasbench calibration file"),
+    (json.dumps([CALIBRATION_MARKER]), "not a kerasbench calibration file"),
+    (json.dumps({"machines": {}}), "not a kerasbench calibration file"),
+    (json.dumps({CALIBRATION_MARKER: 0}), "calibration file version 0; this kerasbench reads versions 1 to 2: update"),
+    (json.dumps({CALIBRATION_MARKER: 3}), "calibration file version 3; this kerasbench reads versions 1 to 2: update"),
+    (json.dumps({CALIBRATION_MARKER: "2"}), "calibration file version '2'; this kerasbench reads versions 1 to 2"),
+])
+def test_unreadable_files_are_refused_with_a_reason_in_process(tmp_path, content, message):
+    path = tmp_path / "calibration.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="^" + re.escape(f"{path}: {message}")):
+        calibrate.load(path, MACHINE)
+
+
+def test_a_version_1_file_upgrades_each_entry_it_can_and_counts_the_rest(tmp_path):
+    from bench.fingerprint import describe
+
+    floors = {"a": {"processes": 6, "median_ms": 100.0, "spread": 0.06, "variation": 0.02},
+              "b": {"processes": 2, "variation": 0.03},  # two processes (df 1) are enough; no median or spread
+              "c": {"processes": 1, "variation": 0.02},  # one is not
+              "d": {"processes": 6, "variation": None},
+              "e": {"processes": "6", "variation": 0.02}}
+    path = version_1_file(tmp_path / "calibration.json", floors)
+    _, note = calibrate.noise_for(path, MACHINE)
+    assert note == (f"calibrated noise: 2 benchmark(s) from {path} for {describe(MACHINE)}; {path} is a version-1 "
+                    "calibration file (noise floors): 2 entries upgraded, variance of log medians from the "
+                    "coefficient of variation; 3 dropped (no coefficient of variation): run calibrate again for them")
+    entries, _ = calibrate.load(path, MACHINE)
+    a, b = entries["a"], entries["b"]
+    detects, needed = calibrate.resolution(stats.ProcessNoise(math.log1p(0.02**2), 5), 3)
+    assert a == calibrate.Calibration(
+        key="a", processes=6, median_ms=100.0, log_variance=pytest.approx(math.log1p(0.02**2)), df=5, spread=0.06,
+        detects=pytest.approx(detects), processes_for_target=needed, at_processes=3,
+        upgraded="version 1: log variance = log(1 + cv^2) from its coefficient of variation")
+    assert b.key == "b" and b.processes == 2 and b.df == 1 and b.log_variance == pytest.approx(math.log1p(0.03**2))
+    assert math.isnan(b.median_ms) and math.isnan(b.spread)
+    one = version_1_file(tmp_path / "one.json", {"a": floors["a"]})
+    assert "1 entry upgraded, variance" in calibrate.load(one, MACHINE)[1]
+    assert "dropped" not in calibrate.load(one, MACHINE)[1]
+
+
+def test_a_version_1_machine_without_floors_upgrades_to_no_entries(tmp_path):
+    from bench.fingerprint import machine_key
+
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({CALIBRATION_MARKER: 1, "machines": {machine_key(MACHINE): {"source": "old"}}}))
+    entries, note = calibrate.load(path, MACHINE)
+    assert entries == {} and note.startswith(f"{path} is a version-1 calibration file (noise floors): 0 entries")
+
+
+def test_render_names_every_column(tmp_path):
+    entries = [calibrate.Calibration("k1", 12, 123.4, 0.02**2, 11, 0.051, detects=0.0312, at_processes=4,
+                                     processes_for_target=7),
+               calibrate.Calibration("k2", 3, 5.5, 0.1**2, 2, 0.25, modes="bimodal (x)", processes_for_target=None)]
+    text = calibrate.render(entries, MACHINE)
+    assert text == (
+        "Noise between processes on Test CPU 1, 2 usable cores, 2 threads, no GPU:\n\n"
+        "| Benchmark | Processes | Geo. mean ms | sd of log medians | df | Spread (max/min - 1) "
+        "| Detects ≥ (4 a side, 80%) | Processes for 5% (90%) | Modes |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+        "| k1 | 12 | 123 | 2.00% | 11 | 5.1% | 3.1% | 7 | one |\n"
+        "| k2 | 3 | 5.50 | 10.00% | 2 | 25.0% | — | over 50 | bimodal (x) |\n\n"
+        "sd of log medians: the relative sd of a process median; compare pools this variance (with its df) into "
+        "each side's, so few processes still resolve small slowdowns. Detects ≥: the slowdown the gate flags with "
+        "80% power for one line among 13 (Holm's alpha / 13), 4 processes a side, this calibration pooled in. "
+        "Processes for 5%: a side, to flag that slowdown with 90% power.\n")
+    plain = calibrate.render([], MACHINE, style="plain")
+    assert "Detects ≥ (3 a side, 80%)" in plain and "|" not in plain

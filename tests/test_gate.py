@@ -61,3 +61,52 @@ def test_judge_checks_its_arguments():
     with pytest.raises(ValueError):
         gate.judge([], threshold=-0.1)
     assert gate.judge([]) == []
+
+
+def test_the_threshold_and_alpha_are_strict_bounds():
+    # 1.25 and 0.75 are exactly 1 ± 0.25: at the threshold is not past it.
+    at = gate.decide(np.array([1.25, 0.75]), np.array([0.001, 0.999]), np.array([0.999, 0.001]), 0.25)
+    assert not at.regression.any() and not at.faster.any() and not at.within_noise.any()
+    past = gate.decide(np.array([1.26, 0.74]), np.array([0.001, 0.999]), np.array([0.999, 0.001]), 0.25)
+    assert past.regression.tolist() == [True, False] and past.faster.tolist() == [False, True]
+    # One gated line: Holm leaves its p as it is, and a p of exactly alpha does not reject.
+    one = gate.decide(np.array([1.5]), np.array([0.05]), np.array([0.05]), 0.0)
+    assert not one.regression.any() and one.within_noise.tolist() == [True]
+    other = gate.decide(np.array([0.5]), np.array([0.05]), np.array([0.05]), 0.0)
+    assert not other.faster.any() and other.within_noise.tolist() == [True]
+
+
+def test_gated_may_be_given_as_zeros_and_ones():
+    ratio, p = np.array([1.10, 1.10]), np.array([0.03, 0.03])
+    decided = gate.decide(ratio, p, 1 - p, 0.0, gated=[1, 0])
+    assert decided.regression.tolist() == [True, False] and np.isnan(decided.p_slower[1])
+    assert decided.p_slower[0] == pytest.approx(0.03)
+
+
+def test_two_modes_with_the_fewest_processes_are_called_two_modes():
+    # 3 processes a side is enough to gate: the refusal is for the two modes, and says what to do.
+    baseline, current = [330.0, 400.0, 400.0], [330.0, 330.0, 400.0, 400.0, 400.0, 330.0, 330.0, 400.0, 400.0]
+    reason, modes = gate.refusal(baseline, current)
+    assert reason == ("cannot gate: the process medians fall into two modes (see note); gate single-threaded "
+                      "(--threads 1) or find the cause")
+    assert modes.sides == ((1, 330.0, 2, 400.0), (4, 330.0, 5, 400.0))
+
+
+@pytest.mark.parametrize(("threshold", "alpha"), [(-0.01, 0.05), (0.0, 0.0), (0.0, 1.0), (0.0, 1.5)])
+def test_judge_refuses_a_negative_threshold_or_an_alpha_outside_0_and_1(threshold, alpha):
+    with pytest.raises(ValueError, match=r"^threshold must be >= 0 and alpha between 0 and 1$"):
+        gate.judge([], threshold=threshold, alpha=alpha)
+
+
+def test_judge_holds_every_line_to_its_alpha_and_confidence():
+    rng = np.random.default_rng(3)
+    draw = lambda n, scale=1.0: list(scale * np.exp(0.02 * rng.standard_normal(n)))
+    lines = [gate.Line(draw(4), draw(4, 1.08)), gate.Line(draw(4), draw(4, 1.0))]
+    strict, loose = gate.judge(lines, threshold=0.0, alpha=0.001), gate.judge(lines, threshold=0.0, alpha=0.2)
+    assert 0.001 < strict[0].p_slower < 0.05  # Holm's p of the slowed line: past 0.001, under the default 0.05
+    assert strict[0].verdict == gate.WITHIN_NOISE and loose[0].verdict == gate.REGRESSION
+    assert strict[0].p_faster == pytest.approx(stats.holm([j.test.p_faster for j in strict])[0])
+    assert strict[0].test.confidence == pytest.approx(0.999)
+    assert gate.judge(lines, threshold=0.0, confidence=0.8)[0].test.confidence == 0.8
+    # Each gated line's detectable slowdown is at Holm's level for one slowed line among the 2: alpha / 2.
+    assert strict[1].detects == pytest.approx(stats.detectable_slowdown(strict[1].test, 0.001 / 2, 0.0, 0.8))

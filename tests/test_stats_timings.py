@@ -172,3 +172,388 @@ def test_modes_are_described_per_side():
     assert modes.describe() == (f"bimodal (dip test p = {modes.p_value:.2g}): baseline 4 of 12 processes near "
                                 "330 ms, 8 near 400 ms; current 4 of 12 processes near 331 ms, 8 near 401 ms")
     assert 331 < modes.boundary < 400
+
+
+# ------------------------------------------------------- every number against SciPy or a hand computation
+
+def test_stacks_of_comparisons_are_tested_row_by_row():
+    base = np.array([[0.100, 0.104, 0.098, 0.102], [0.200, 0.230, 0.190, 0.210]])
+    cur = np.array([[0.110, 0.115, 0.108], [0.200, 0.199, 0.240]])
+    test = stats.log_ratio_test(base, cur, confidence=0.9)
+    assert test.confidence == 0.9 and test.noise_df == 0 and test.method == stats.RATIO_TEST_METHOD
+    for row in range(2):
+        x, y = np.log(base[row]), np.log(cur[row])
+        welch = sps.ttest_ind(y, x, equal_var=False, alternative="greater")
+        ci = sps.ttest_ind(y, x, equal_var=False).confidence_interval(0.9)
+        assert test.p_slower[row] == pytest.approx(welch.pvalue) and test.df[row] == pytest.approx(welch.df)
+        assert test.p_faster[row] == pytest.approx(1 - welch.pvalue)
+        assert test.se[row] == pytest.approx(math.sqrt(np.var(x, ddof=1) / 4 + np.var(y, ddof=1) / 3))
+        assert (test.low[row], test.high[row]) == pytest.approx((math.exp(ci.low), math.exp(ci.high)))
+        assert test.ratio[row] == pytest.approx(math.exp(y.mean() - x.mean()))
+
+
+def test_a_calibration_is_pooled_into_each_row():
+    base = np.array([[0.100, 0.104, 0.098], [0.200, 0.230, 0.190]])
+    cur = np.array([[0.110, 0.115, 0.108, 0.111], [0.200, 0.199, 0.240, 0.205]])
+    noise = stats.ProcessNoise(0.02**2, 10)
+    test = stats.log_ratio_test(base, cur, noise=noise)
+    assert test.noise_df == 10 and test.method == stats.RATIO_TEST_CALIBRATED
+    for row in range(2):
+        x, y = np.log(base[row]), np.log(cur[row])
+        vb = (10 * 0.02**2 + 2 * np.var(x, ddof=1)) / 12  # the calibration's 10 df, and the side's own 2
+        vc = (10 * 0.02**2 + 3 * np.var(y, ddof=1)) / 13
+        se = math.sqrt(vb / 3 + vc / 4)
+        df = se**4 / ((vb / 3) ** 2 / 12 + (vc / 4) ** 2 / 13)
+        assert test.se[row] == pytest.approx(se) and test.df[row] == pytest.approx(df)
+        assert test.p_slower[row] == pytest.approx(sps.t.sf((y.mean() - x.mean()) / se, df))
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # SciPy, on the exact rows
+def test_exact_rows_in_a_stack_keep_their_exact_answers():
+    import warnings
+
+    base = np.array([[0.1, 0.1], [0.2, 0.2], [0.100, 0.104]])
+    cur = np.array([[0.2, 0.2], [0.1, 0.1], [0.110, 0.116]])
+    test = stats.log_ratio_test(base, cur)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0 warnings where every row is exact
+        same = stats.log_ratio_test([0.1, 0.1, 0.1], [0.1, 0.1, 0.1])
+    assert test.p_slower[:2].tolist() == [0.0, 1.0] and test.p_faster[:2].tolist() == [1.0, 0.0]
+    assert test.df[:2].tolist() == [2.0, 2.0] and same.df == 4.0
+    welch = sps.ttest_ind(np.log(cur[2]), np.log(base[2]), equal_var=False, alternative="greater")
+    assert test.p_slower[2] == pytest.approx(welch.pvalue) and test.p_faster[2] == pytest.approx(1 - welch.pvalue)
+
+
+@pytest.mark.parametrize(("base", "cur", "confidence", "message"), [
+    ([0.1, 0.1], [0.1, 0.1], 0.0, "confidence must be between 0 and 1"),
+    ([0.1, 0.1], [0.1, 0.1], 1.0, "confidence must be between 0 and 1"),
+    ([0.1, 0.1], [0.1, 0.1], 1.5, "confidence must be between 0 and 1"),
+    ([0.1], [0.1, 0.1], 0.95, "each side needs at least 2 processes"),
+    ([0.1, 0.1], [0.1, 0.0], 0.95, "process medians must be positive and finite"),
+    ([0.1, None], [0.1, 0.1], 0.95, "process medians must be positive and finite"),
+    ([0.1, 0.1], [0.1, None], 0.95, "process medians must be positive and finite"),
+])
+def test_the_ratio_test_refuses_what_it_cannot_test(base, cur, confidence, message):
+    with pytest.raises(ValueError, match=f"^{message}$"), np.errstate(divide="ignore"):
+        stats.log_ratio_test(base, cur, confidence)
+
+
+def test_an_interval_excludes_only_values_outside_it():
+    interval = stats.Interval(0.5, 0.0, 1.0, 2)
+    assert not interval.excludes(0.0) and not interval.excludes(1.0) and not interval.excludes(0.5)
+    assert interval.excludes(-0.1) and interval.excludes(1.1)
+    assert not stats.Interval(0.5, None, None, 1).excludes(5.0)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # SciPy, on the constant side
+def test_welch_and_paired_intervals_are_scipys_with_their_counts():
+    a, b = [0.80, 0.82, 0.79], [0.78, 0.80]
+    welch = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.9)
+    assert stats.welch_difference(a, b, 0.9) == stats.Interval(pytest.approx(0.04 / 3), pytest.approx(welch.low),
+                                                               pytest.approx(welch.high), 5, 0.9)
+    # One value on a side: 0.8 - 0.79, no interval.
+    assert stats.welch_difference([0.8], b, 0.9) == stats.Interval(pytest.approx(0.01), None, None, 3, 0.9)
+    assert stats.welch_difference([0.8, 0.8], [0.7, 0.7], 0.9) == stats.Interval(
+        pytest.approx(0.1), pytest.approx(0.1), pytest.approx(0.1), 4, 0.9)
+    one_constant = stats.welch_difference([0.8, 0.8], [0.7, 0.75], 0.9)  # one side constant: still an interval
+    ci = sps.ttest_ind([0.8, 0.8], [0.7, 0.75], equal_var=False).confidence_interval(0.9)
+    assert (one_constant.low, one_constant.high) == pytest.approx((ci.low, ci.high))
+    x, y = [0.80, 0.82, 0.79, 0.81], [0.78, 0.81, 0.78, 0.80]
+    paired = sps.ttest_rel(x, y).confidence_interval(0.9)
+    assert stats.paired_difference(x, y, 0.9) == stats.Interval(pytest.approx(0.0125), pytest.approx(paired.low),
+                                                                pytest.approx(paired.high), 4, 0.9)
+    assert stats.paired_difference([0.8], [0.7], 0.9) == stats.Interval(pytest.approx(0.1), None, None, 1, 0.9)
+    assert stats.paired_difference([0.8, 0.9], [0.7, 0.8], 0.9) == stats.Interval(
+        pytest.approx(0.1), pytest.approx(0.1), pytest.approx(0.1), 2, 0.9)
+
+
+def test_spending_is_capped_at_the_whole_design():
+    assert stats.alpha_spent(1.5) == pytest.approx(0.05) and stats.alpha_spent(1.5, spending="pocock") == pytest.approx(
+        0.05)
+    with pytest.raises(ValueError, match=r"^unknown spending function 'x'; one of obrien-fleming, pocock$"):
+        stats.alpha_spent(0.5, spending="x")
+
+
+def batch_interval(times, confidence=0.95, pilot=None):
+    """The batch-medians interval written out: 5 consecutive batches, Student t on 4 df, Stein's floor."""
+    medians = [np.median(b) for b in np.array_split(np.asarray(times), 5)]
+    critical = sps.t.ppf(0.5 + confidence / 2, 4)
+    half = critical * np.std(medians, ddof=1) / math.sqrt(5)
+    if pilot is not None:
+        first = [np.median(b) for b in np.array_split(np.asarray(times[:pilot]), 5)]
+        half = max(half, critical * np.std(first, ddof=1) / math.sqrt(5) * math.sqrt(pilot / len(times)))
+    return np.mean(medians) - half, np.mean(medians) + half
+
+
+def test_the_pilot_counts_from_20_rounds_on():
+    rng = np.random.default_rng(3)
+    times = list(np.concatenate([0.1 * np.exp(0.1 * rng.standard_normal(20)), np.full(180, 0.1)]))
+    assert stats.rounds_median_interval(times, pilot=20) == pytest.approx(batch_interval(times, pilot=20))
+    assert stats.rounds_median_interval(times, pilot=10) == pytest.approx(batch_interval(times))  # too few to plan
+    assert stats.median_half_width(times, 0.9, pilot=20) == pytest.approx(
+        (batch_interval(times, 0.9, 20)[1] - batch_interval(times, 0.9, 20)[0]) / 2 / 0.1)
+    assert stats.median_half_width(list(np.linspace(-1, 1, 21))) is None  # a median of 0: no relative width
+    assert stats.median_half_width(list(np.linspace(-2, -1, 21))) is None
+
+
+def test_rounds_needed_from_a_pilot_of_exactly_20():
+    rng = np.random.default_rng(4)
+    pilot = list(0.1 * np.exp(0.05 * rng.standard_normal(20)))
+    low, high = batch_interval(pilot)
+    needed = 20 * ((high - low) / 2 / (0.01 * np.median(pilot))) ** 2
+    assert stats.rounds_needed(pilot, 0.01) == max(20, math.ceil(needed))
+    with pytest.raises(ValueError, match=r"^a pilot needs at least 20 rounds$"):
+        stats.rounds_needed(pilot[:19], 0.01)
+
+
+def test_query_counts_at_the_edges_of_their_search():
+    import warnings
+
+    assert stats.queries_for_percentile() == stats.QuerySizing(0.99, 0.005, 0.95, 1600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # never a division by zero queries
+        found = stats.queries_for_percentile(0.9, 0.13, 0.95)
+    assert found == stats.QuerySizing(0.9, 0.13, 0.95, 36)
+    # The fewest counts that fit, checked against quantile_test's own interval (its ranks, as levels).
+    def fits(n, p, margin, confidence):
+        ci = sps.quantile_test(np.arange(1, n + 1, dtype=float), q=1, p=p).confidence_interval(confidence)
+        return (np.isfinite(ci.low) and np.isfinite(ci.high)
+                and p - ci.low / n <= margin + 1e-12 and ci.high / n - p <= margin + 1e-12)
+
+    for p, margin, confidence, n in [(0.5, 0.085, 0.5, 31), (0.5, 0.09, 0.5, 29), (0.5, 0.17, 0.8, 21),
+                                     (0.9, 0.13, 0.95, 36), (0.05, 0.03, 0.5, 50)]:
+        assert fits(n, p, margin, confidence) and not fits(n - 1, p, margin, confidence)
+        assert stats.queries_for_percentile(p, margin, confidence).queries == n
+    assert stats.queries_for_percentile(0.5, 0.085, 0.5, limit=31).queries == 31
+    with pytest.raises(ValueError, match=r"^no query count up to 100 puts the p99 interval within ±0.0001$"):
+        stats.queries_for_percentile(0.99, 0.0001, limit=100)
+
+
+@pytest.mark.parametrize("bad", [dict(percentile=0), dict(percentile=1), dict(percentile=1.5), dict(margin=0),
+                                 dict(margin=1), dict(margin=1.5), dict(confidence=0), dict(confidence=1),
+                                 dict(confidence=1.5)])
+def test_query_counts_refuse_levels_outside_0_and_1(bad):
+    with pytest.raises(ValueError, match=r"^percentile, margin and confidence must be between 0 and 1$"):
+        stats.queries_for_percentile(**{"percentile": 0.99, "margin": 0.005, "confidence": 0.95, **bad})
+
+
+def test_process_spread_variation_and_noise_by_hand():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stats.process_spread([0.0, 1.0]) == math.inf
+    assert stats.process_spread([-1.0, 1.0]) == math.inf
+    assert stats.process_variation([1.0, 2.0, 3.0]) == pytest.approx(1.0 / 2.0)  # sd 1 (ddof 1), mean 2
+    assert stats.process_noise([1.0, math.e]) == stats.ProcessNoise(pytest.approx(0.5), 1)  # logs 0 and 1
+    assert stats.process_noise([1.0, math.e, math.e**2]) == stats.ProcessNoise(pytest.approx(1.0), 2)
+    assert stats.process_noise([1.0]) is None
+
+
+def test_holm_of_nothing_is_nothing():
+    assert stats.holm([]).size == 0
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_detectable_and_planned_slowdowns_against_the_noncentral_t():
+    from scipy.optimize import brentq
+    from statsmodels.stats.power import TTestIndPower
+
+    # A comparison of 3 against 8 processes: the effect with 80% power, from the noncentral t written out.
+    test = stats.log_ratio_test([0.100, 0.104, 0.098], [0.101, 0.099, 0.102, 0.100, 0.103, 0.097, 0.100, 0.101])
+    se = test.se * math.sqrt(test.df / sps.chi2.median(test.df))  # median-unbiased
+    level = min(0.01, sps.t.sf(math.log1p(0.02) / se, test.df))
+    critical = sps.t.isf(level, test.df)
+    d = brentq(lambda d: sps.nct.sf(critical, test.df, d * math.sqrt(3 * 8 / 11)) - 0.8, 0, 100, xtol=1e-12)
+    expected = math.expm1(d * se / math.sqrt(1 / 3 + 1 / 8))
+    assert stats.detectable_slowdown(test, 0.01, threshold=0.02) == pytest.approx(expected, rel=1e-3)
+    noise = stats.ProcessNoise(0.02**2, 6)
+    se, df = 0.02 * math.sqrt(2 / 4), 2.0 * (6 + 4 - 1)
+    level = min(0.01, sps.t.sf(math.log1p(0.01) / se, df))
+    power = TTestIndPower().power(math.log1p(0.05) / 0.02, nobs1=4, alpha=level, ratio=1.0, df=df,
+                                  alternative="larger")
+    assert stats.planned_power(noise, 4, 0.05, 0.01, threshold=0.01) == pytest.approx(power)
+    quiet = stats.ProcessNoise(0.0, 5)
+    assert stats.planned_power(quiet, 3, 0.05, 0.01, 0.03) == 1.0  # no noise: past the threshold is flagged
+    assert stats.planned_power(quiet, 3, 0.03, 0.01, 0.03) == 0.0  # at it, never
+
+
+def test_modes_are_described_side_by_side():
+    modes = stats.Modes(0.001, 0.36, ((2, 0.33, 4, 0.4), (3, 0.33, 0, None)))
+    assert modes.describe() == ("bimodal (dip test p = 0.001): baseline 2 of 6 processes near 0.33 ms, 4 near 0.4 ms; "
+                                "current all 3 near 0.33 ms")
+    assert modes.describe(names=("",), scale=1e3) == ("bimodal (dip test p = 0.001): 2 of 6 processes near 330 ms, "
+                                                      "4 near 400 ms")
+
+
+def test_a_lazy_module_is_imported_at_its_first_use():
+    assert stats._Lazy("math").sqrt(16.0) == 4.0
+
+
+def test_order_statistic_intervals_by_hand():
+    times = [float(v) for v in range(20, 0, -1)]  # 1..20, in any order
+    # binom(20, 0.5): ppf(0.025) = 6 and isf(0.025) = 14, as 0-based ranks 5 and 14: the 6th and 15th values.
+    assert stats.quantile_interval(times) == (6.0, 15.0)
+    assert stats.quantile_interval(times, p=0.5, confidence=0.5) == (8.0, 13.0)  # ppf(0.25) = 8, isf(0.25) = 12
+    assert stats.quantile_interval([1.0, 2.0, 3.0]) == (None, None)  # 3 values give no 95% interval
+    low, high = stats.quantile_interval(times, p=0.25)
+    assert (low, high) == (sps.binom.ppf(0.025, 20, 0.25), sps.binom.isf(0.025, 20, 0.25) + 1)
+
+
+def test_the_tail_interval_by_hand():
+    from arch.covariance.kernel import Bartlett
+
+    rng = np.random.default_rng(8)
+    times = np.exp(0.1 * rng.standard_normal(400))
+    ordered = np.sort(times)
+    for p, confidence in ((0.9, 0.95), (0.5, 0.8)):
+        indicator = (times <= np.quantile(times, p)).astype(float)
+        long_run = float(Bartlett(indicator).cov.long_run[0, 0])
+        half = sps.t.ppf(0.5 + confidence / 2, 399) * math.sqrt(long_run / 400)
+        expected = ordered[math.floor(400 * (p - half))], ordered[math.ceil(400 * (p + half))]
+        assert stats.tail_interval(list(times), p, confidence) == pytest.approx(expected)
+    # Equal times: the indicator has no spread and the independent case's p(1 - p) is the variance.
+    half = sps.t.ppf(0.975, 99) * math.sqrt(0.5 * 0.5 / 100)
+    assert math.floor(100 * (0.5 - half)) == 40 and math.ceil(100 * (0.5 + half)) == 60
+    assert stats.tail_interval([2.0] * 100, 0.5) == (2.0, 2.0)
+    assert stats.tail_interval(list(times[:50]), 0.99) == (pytest.approx(ordered_of(times[:50], 0.99)), None)
+
+
+def ordered_of(times, p):
+    from arch.covariance.kernel import Bartlett
+
+    x = np.sort(times)
+    indicator = (np.asarray(times) <= np.quantile(times, p)).astype(float)
+    long_run = p * (1 - p)
+    if np.ptp(indicator) > 0:
+        long_run = float(Bartlett(indicator).cov.long_run[0, 0])
+    half = sps.t.ppf(0.975, len(x) - 1) * math.sqrt(long_run / len(x))
+    return x[math.floor(len(x) * (p - half))]
+
+
+def test_planned_slowdown_and_power_without_a_threshold():
+    from scipy.optimize import brentq
+
+    noise = stats.ProcessNoise(0.02**2, 6)
+    df = 2.0 * (6 + 4 - 1)  # each side's 3 degrees of freedom pooled with the calibration's 6
+    critical = sps.t.isf(0.01, df)
+    d = brentq(lambda d: sps.nct.sf(critical, df, d * math.sqrt(2)) - 0.8, 0, 100, xtol=1e-12)
+    assert stats.planned_slowdown(noise, 4, 0.01) == pytest.approx(math.expm1(d * 0.02), rel=1e-3)
+    power = sps.nct.sf(critical, df, math.log1p(0.05) / 0.02 * math.sqrt(2))
+    assert stats.planned_power(noise, 4, 0.05, 0.01) == pytest.approx(power, rel=1e-6)
+
+
+def test_the_dip_test_runs_where_every_side_visits_both_modes():
+    import diptest
+
+    dip = lambda *sides: diptest.diptest(np.sort(np.log(np.concatenate(sides))))[1]
+    # The side that owns the value just below the largest gap has one process in the fast mode: both modes.
+    baseline, current = [333.0, 400.0, 401.0, 402.0], [330.0, 331.0, 332.0, 403.0, 404.0, 405.0]
+    p = stats.bimodality_p([baseline, current])
+    assert type(p) is float and p == pytest.approx(dip(baseline, current))
+    eight = ([330.0, 331.0, 400.0, 401.0], [332.0, 333.0, 402.0, 403.0])  # exactly the fewest processes tested
+    assert stats.bimodality_p(list(eight)) == pytest.approx(dip(*eight))
+    assert math.isnan(stats.bimodality_p(list(eight), min_processes=9))
+    slowdown = ([330.0, 331.0, 332.0, 333.0], [400.0, 401.0, 402.0, 403.0])  # the sides are the two groups
+    assert math.isnan(stats.bimodality_p(list(slowdown)))
+    # Stacks: each row on its own.
+    stacked = stats.bimodality_p([np.array([eight[0], slowdown[0]]), np.array([eight[1], slowdown[1]])])
+    assert stacked.shape == (2,) and stacked[0] == pytest.approx(dip(*eight)) and math.isnan(stacked[1])
+    modes = [330.0] * 4 + [400.0] * 8
+    assert stats.process_modes([modes], min_processes=13) is None and stats.process_modes([modes]) is not None
+
+
+def test_two_process_medians_give_an_interval():
+    logs = np.log([0.1, 0.12])
+    low, high = sps.t.interval(0.9, 1, loc=logs.mean(), scale=np.std(logs, ddof=1) / math.sqrt(2))
+    assert stats.process_interval([0.1, 0.12], 0.9) == stats.Interval(
+        pytest.approx(math.exp(logs.mean())), pytest.approx(math.exp(low)), pytest.approx(math.exp(high)), 2, 0.9)
+
+
+def test_the_tail_interval_at_its_index_edges():
+    def by_hand(times, p, confidence=0.95):
+        from arch.covariance.kernel import Bartlett
+
+        x, n = np.asarray(times), len(times)
+        indicator = (x <= np.quantile(x, p)).astype(float)
+        long_run = float(Bartlett(indicator).cov.long_run[0, 0]) if np.ptp(indicator) > 0 else p * (1 - p)
+        half = sps.t.ppf(0.5 + confidence / 2, n - 1) * math.sqrt(long_run / n)
+        return math.floor(n * (p - half)), math.ceil(n * (p + half))
+
+    twelve = np.random.default_rng(0).standard_normal(12)
+    assert by_hand(twelve, 0.5) == (1, 11)  # the last time is the upper bound
+    assert stats.tail_interval(list(twelve), 0.5) == (np.sort(twelve)[1], np.sort(twelve)[11])
+    eight = np.random.default_rng(0).standard_normal(8)
+    assert by_hand(eight, 0.5) == (0, 8)  # the first time is the lower bound; past the last there is none
+    assert stats.tail_interval(list(eight), 0.5) == (np.sort(eight)[0], None)
+    rng = np.random.default_rng(1)
+    rng.standard_normal(8), rng.standard_normal(10)
+    other = rng.standard_normal(12)
+    assert by_hand(other, 0.8) == (8, 12) and stats.tail_interval(list(other), 0.8) == (np.sort(other)[8], None)
+    odd = np.random.default_rng(0).standard_normal(11)  # the median is one of the times: it counts as at or below
+    assert by_hand(odd, 0.5) == (3, 8)  # (2, 9) if it did not
+    assert stats.tail_interval(list(odd), 0.5) == (np.sort(odd)[3], np.sort(odd)[8])
+    # Every time at or below the 20th percentile: the indicator has no spread, the independent p(1 - p) is used.
+    ties = [1.0, 1.5] + [2.0] * 18
+    assert by_hand(ties, 0.2) == (0, 8) and stats.tail_interval(ties, 0.2) == (1.0, 2.0)
+    times = list(np.exp(0.1 * np.random.default_rng(8).standard_normal(400)))
+    assert stats.tail_interval(times) == stats.tail_interval(times, 0.99, 0.95) != stats.tail_interval(times, 0.9)
+    assert stats.tail_interval(times[:50], 0.01)[0] is None
+    # Two times: arch's bandwidth rule divides by zero; the independent variance is used, too wide for bounds.
+    assert stats.tail_interval([1.0, 2.0], 0.5) == (None, None)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # SciPy, on the exact row
+def test_exact_and_library_rows_side_by_side():
+    import warnings
+
+    base = np.array([[0.1, 0.1], [0.100, 0.104]])
+    cur = np.array([[0.1, 0.1], [0.110, 0.116]])
+    test = stats.log_ratio_test(base, cur)
+    assert (test.p_slower[0], test.p_faster[0]) == (1.0, 1.0)  # equal medians: no change either way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a difference over a zero standard error divides by zero, silently
+        slower = stats.log_ratio_test([0.1, 0.1], [0.2, 0.2])
+    assert slower.p_slower == 0.0
+
+
+def test_small_edges_of_the_seed_statistics():
+    assert stats.mean_interval([0.8, 0.82]).low is not None  # two values give an interval
+    assert stats.mlperf_time([1.0, 2.0, 3.0]) == stats.MlperfTime(2.0, 3, 0)
+    with pytest.raises(ValueError, match=r"^paired samples need one value each per seed: 2 against 3$"):
+        stats.equivalence([0.8, 0.8], [0.7, 0.7, 0.7], 0.01)
+    a = np.array([0.80, 0.81, 0.79, 0.80])
+    spread_below = stats.equivalence(a, a + np.array([0.01, -0.005, 0.02, 0.012]), 0.01)
+    assert spread_below.interval.low < -0.01 < spread_below.interval.high < 0.01
+    assert spread_below.verdict == stats.UNSETTLED  # not beyond: the interval reaches inside the margin
+    modes = stats.Modes(0.001, 0.36, ((0, None, 3, 0.4),))
+    assert modes.describe(names=("x",)) == "bimodal (dip test p = 0.001): x all 3 near 0.4 ms"
+    found = stats.process_modes([[330.0 + 0.1 * i for i in range(4)] + [400.0 + 0.1 * i for i in range(8)]])
+    assert found.boundary == pytest.approx(math.sqrt(330.3 * 400.0))  # the geometric middle of the widest gap
+    assert found.sides == ((4, pytest.approx(330.15), 8, pytest.approx(400.35)),)
+
+
+def test_the_dip_test_needs_every_side_on_both_sides_of_the_gap_row_by_row():
+    import diptest
+
+    dip = lambda *sides: diptest.diptest(np.sort(np.log(np.concatenate(sides))))[1]
+    slowdown = ([330.0, 331.0, 332.0, 333.0], [400.0, 401.0, 402.0, 403.0])
+    eight = ([330.0, 331.0, 400.0, 401.0], [332.0, 333.0, 402.0, 403.0])
+    stacked = stats.bimodality_p([np.array([slowdown[0], eight[0]]), np.array([slowdown[1], eight[1]])])
+    assert math.isnan(stacked[0]) and stacked[1] == pytest.approx(dip(*eight))
+    above, across = [400.0, 401.0, 402.0, 403.0], [330.0, 331.0, 332.0, 404.0]  # one side never below the gap
+    assert math.isnan(stats.bimodality_p([above, across]))
+    below, spanning = [330.0, 331.0, 332.0, 333.0], [334.0, 335.0, 400.0, 401.0]  # one side never above it
+    # Each row on its own: the other row's sides visit both modes, these rows' do not.
+    for a, b in ((above, across), (below, spanning)):
+        rows = stats.bimodality_p([np.array([a, eight[0]]), np.array([b, eight[1]])])
+        assert math.isnan(rows[0]) and rows[1] == pytest.approx(dip(*eight))
+
+
+def test_planned_power_past_a_threshold_the_noise_can_resolve():
+    noise = stats.ProcessNoise(0.02**2, 6)
+    se, df = 0.02 * math.sqrt(2 / 4), 2.0 * (6 + 4 - 1)
+    level = min(0.01, sps.t.sf(math.log1p(0.05) / se, df))
+    assert level < 0.01  # the threshold, not alpha, sets the level here
+    power = sps.nct.sf(sps.t.isf(level, df), df, math.log1p(0.08) / 0.02 * math.sqrt(2))
+    assert stats.planned_power(noise, 4, 0.08, 0.01, threshold=0.05) == pytest.approx(power, rel=1e-6)
