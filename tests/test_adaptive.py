@@ -11,6 +11,7 @@ from scipy import stats as sps
 from bench import stats, timing
 from bench.profiles import PROFILES, AdaptiveRounds
 from bench.settings import from_options
+from tests.resultfiles import busy
 
 
 class Clock:
@@ -238,6 +239,38 @@ def test_harness_vs_plain_is_the_harness_over_the_plain_loop(monkeypatch):
                                   staged_batches=1, plain_rounds=4)
     assert metrics.first_step_s == pytest.approx(1.0) and metrics.plain_loop_median_s == pytest.approx(0.1)
     assert metrics.harness_vs_plain == pytest.approx(2.0) and metrics.samples_per_s == pytest.approx(40)
+
+
+
+def test_the_contention_watch_spans_exactly_the_timed_rounds(monkeypatch):
+    # The watch starts after the warm-up and the plain loop's first half and stops before its second half:
+    # what it records is what other processes took while the timed rounds ran, and it lands in the record.
+    clock = Clock([1.0, 0.1, 0.1] + [0.2] * 4 + [0.1, 0.1])
+    monkeypatch.setattr(timing.time, "perf_counter", clock)
+    calls, seen = [], []
+
+    def step():
+        calls.append(1)
+        clock.step()
+
+    class Watch:
+        def __init__(self):
+            seen.append(("start", len(calls)))
+
+        def stop(self):
+            seen.append(("stop", len(calls)))
+            return busy(0.3)
+
+    class Benchmark(FakeBenchmark):
+        def pedantic(self, target, rounds=1, warmup_rounds=0, iterations=1):
+            super().pedantic(target, rounds, warmup_rounds, iterations)
+            self.stats.stats.median = float(np.median(self.stats.stats.data))
+
+    monkeypatch.setattr(timing.contention, "Watch", Watch)
+    metrics = timing.measure_step(Benchmark(clock), step, rounds=4, warmup_rounds=0, batch_size=8,
+                                  staged_batches=1, plain_rounds=4)
+    assert metrics.contention == busy(0.3)
+    assert seen == [("start", 3), ("stop", 7)]  # after the first call and 2 plain calls; after the 4 rounds
 
 
 # -------------------------------------------------- the timing helpers around a stand-in backend (no Keras)
