@@ -1,11 +1,11 @@
 """Was the machine busy? The CPU time other processes took while a benchmark's timed rounds ran.
 
-A benchmark timed while something else ran measures the other thing too: on the 2-core machine this
-project runs on, one busy process beside ``make bench`` took torch's train step from about 1 s to
-14-23 s. ``Watch`` reads the kernel's counters (through psutil: ``/proc/stat`` per CPU on Linux) when
-the rounds start and when they end, and reports what the CPUs this process may run on spent busy
-that this process (and its children) did not spend, plus the time a hypervisor gave them to other
-machines (steal). Reading them costs two system calls outside the timed calls.
+A benchmark timed while something else ran measures the other thing too (issue 21 saw torch's train
+steps slow many times over beside one busy process on a 2-core machine). ``Watch`` reads the
+kernel's counters (through psutil: ``/proc/stat`` per CPU on Linux) when the rounds start and when
+they end, and reports what the CPUs this process may run on spent busy that this process (and its
+children) did not spend, plus the time a hypervisor gave them to other machines (steal).
+The counters are read outside the timed calls.
 
 On a GPU the same watch reads NVML's per-process SM utilisation over the rounds (``bench.gpu``):
 other processes' kernels share the GPU's SMs with the timed ones. It uses the run's ``GpuWatch``
@@ -26,9 +26,8 @@ import psutil
 from bench import gpu
 from bench.results import Contention
 
-# Past this share of the CPUs' time taken by others (other processes + steal), a line is "contended".
-# On this project's 2-core machine with nothing else running, the watch read under 2% (README,
-# "Contention"); one competing busy process reads about 45-50% on a 2-thread benchmark.
+# Past this share of the CPUs' time taken by others (other processes + steal), a line is "contended": a setting,
+# to be checked against the watch's readings alone and beside one busy process (experiments/contention.py).
 CONTENDED_SHARE = 0.10
 SOURCE = "psutil: per-CPU busy time of the CPUs this process may use, minus this process tree's CPU time"
 
@@ -76,7 +75,11 @@ def use_gpu_watch(watch: gpu.GpuWatch | None) -> None:
 
 
 class Watch:
-    """Started where the timed rounds start; ``stop()`` where they end returns the ``Contention`` record."""
+    """Started where the timed rounds start; ``stop()`` where they end returns the ``Contention`` record.
+
+    Its clock times a window, not device work: every round inside it already ended in the adapter's sync
+    (bench/timing.py), so the window closes after the device is done.
+    """
 
     def __init__(self, threshold: float | None = None) -> None:
         self.threshold = CONTENDED_SHARE if threshold is None else threshold

@@ -32,6 +32,13 @@ def run_python(code: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+def json_from(code: str) -> dict:
+    """Run ``code`` in a fresh process (it must succeed); the JSON it printed last."""
+    proc = run_python(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def test_current_is_the_selected_backends_adapter():
     adapter = backends.current()
     assert isinstance(adapter, backends.Adapter)
@@ -73,7 +80,7 @@ WIDEN = ("import contextlib, os\n"
 def test_configure_cpu_resolves_the_cpu_and_sets_threads():
     # A fresh process: TensorFlow refuses a new thread count once its runtime has started.
     name = backends.selected_backend()
-    proc = run_python(
+    found = json_from(
         WIDEN +
         "import json\n"
         "usable = len(os.sched_getaffinity(0))\n"
@@ -85,8 +92,6 @@ def test_configure_cpu_resolves_the_cpu_and_sets_threads():
         "                  'recorded': adapter.runtime_settings()['threads'],\n"
         "                  'current': backends.current() is adapter, 'usable': usable}))\n"
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found["name"] == name and found["current"]
     assert found["device"]["device"] == "cpu" and found["device"]["device_name"]
     assert set(found["threads"]) == {1}
@@ -121,7 +126,7 @@ def test_tensorflow_stays_out_of_the_jax_and_torch_processes():
     # What the plugin's model fixture does (seed, build, initialize), then a train and a predict step.
     # Keras imports TensorFlow whenever it is installed: in set_random_seed and in Bidirectional's
     # constructor (serialize_keras_object). The adapter set-up keeps it out.
-    proc = run_python(
+    found = json_from(
         "import json, sys\n"
         "import numpy as np\n"
         "from bench import backends\n"
@@ -143,8 +148,6 @@ def test_tensorflow_stays_out_of_the_jax_and_torch_processes():
         "print(json.dumps({'loaded': sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'),\n"
         "                  'refused': refused}))\n"
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found["loaded"] == []
     assert "kerasbench keeps tensorflow out of this" in found["refused"]
 
@@ -322,7 +325,7 @@ DEFAULT_TF32 = {"tensorflow": (True, True), "jax": (True, True), "torch": (False
 
 
 def test_strict_fp32_variant_turns_every_tf32_switch_off():
-    proc = run_python(
+    found = json_from(
         "import json\n"
         "from bench import backends\n"
         "from bench.variants import runtime_switches\n"
@@ -334,8 +337,6 @@ def test_strict_fp32_variant_turns_every_tf32_switch_off():
         "print(json.dumps({'before': before, 'after': [matmul, cudnn], 'how': how,\n"
         "                  'settings': adapter.runtime_settings()['float32_matmul']}, default=str))\n"
     )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
     name = backends.selected_backend()
     assert tuple(found["before"]) == DEFAULT_TF32[name]  # the backends' defaults differ: why the variant exists
     assert found["after"] == [False, False] and found["how"]
