@@ -205,6 +205,10 @@ class Serving:
     sizing_method: str | None = None
     p99_low_s: float | None = None  # the p99's interval (bench.stats.TAIL_CI_METHOD); None where too few queries
     p99_high_s: float | None = None
+    # The queries' measured lag-1 autocorrelation, and what the p99's interval covers given it
+    # (bench.stats.tail_interval_label): its confidence, or "below" it for strongly correlated queries.
+    queries_lag1: float | None = None
+    p99_interval: str | None = None
 
 
 @dataclass(frozen=True)

@@ -91,14 +91,17 @@ def abba(items: Sequence[T], index: int) -> list[T]:
 
 def run_backends(backends: list[str], pytest_args: list[str], run_dir: Path, repeat: int = 1,
                  environment: Environment = PROJECT,
-                 backend_environments: Mapping[str, Environment] | None = None) -> list[Outcome]:
+                 backend_environments: Mapping[str, Environment] | None = None,
+                 run_id: str | None = None) -> list[Outcome]:
     """Run the benchmarks under each backend, ``repeat`` times interleaved; results and logs go to ``run_dir``.
 
     ``backend_environments`` gives a backend an environment of its own instead of ``environment``.
+    ``run_id`` joins these processes to an earlier call's run (``--seeds auto``'s looks are one run);
+    by default they are a run of their own.
     """
     run_dir = run_dir.resolve()  # the children run in the checkout: a relative folder would move
     run_dir.mkdir(parents=True, exist_ok=True)
-    side = Side("", CHECKOUT, run_dir, new_run_id(), environment=environment,
+    side = Side("", CHECKOUT, run_dir, run_id or new_run_id(), environment=environment,
                 backend_environments=tuple((backend_environments or {}).items()))
     return run_interleaved(backends, pytest_args, [side], repeat, run_dir)
 

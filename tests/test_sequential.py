@@ -156,11 +156,13 @@ def test_the_design_is_saved_and_parity_reads_the_run_at_its_last_look(tmp_path)
 # ------------------------------------------------------------------------------------ the command
 
 def test_run_seeds_auto_runs_batches_and_writes_its_outcome(tmp_path, monkeypatch, capsys):
-    calls = []
+    calls, run_ids = [], []
 
-    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None, backend_environments=None):
+    def run_backends(backends, pytest_args, run_dir, repeat=1, environment=None, backend_environments=None,
+                     run_id=None):
         seeds = [int(s) for s in pytest_args[pytest_args.index("--seeds") + 1].split(",")]
         calls.append((backends, pytest_args[:2], seeds))
+        run_ids.append(run_id)
         Batches(run_dir, backends=tuple(backends), spread=0.002)(tuple(seeds))
         return [runner.Outcome(name, "ok", 1.0) for name in backends]
 
@@ -171,6 +173,7 @@ def test_run_seeds_auto_runs_batches_and_writes_its_outcome(tmp_path, monkeypatc
     assert code == 0
     assert calls[0] == (["jax", "tensorflow"], ["-k", "test_accuracy"], [0, 1])
     assert [seeds for _, _, seeds in calls] == [[0, 1], [2, 3], [4, 5]][: len(calls)]
+    assert len(calls) > 1 and run_ids[0] and set(run_ids) == {run_ids[0]}  # every look joins one run
     out = capsys.readouterr().out
     assert "Seeds until settled: ±1 pt of val_accuracy" in out and "look 1/3: running seeds 0-1" in out
     assert "## Seeds until settled" in (run_dir / "SEQUENTIAL.md").read_text()

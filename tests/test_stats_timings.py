@@ -152,6 +152,30 @@ def test_the_tail_interval_covers_the_serving_p99_under_correlated_queries():
     assert stats.tail_interval(series[0][:50], 0.99)[1] is None  # 50 queries: no upper bound for a p99
 
 
+@pytest.mark.parametrize("rho", [0.6, 0.9])
+def test_the_p99_interval_is_labelled_95_only_where_it_covers_95(rho):
+    series = ar1(np.random.default_rng(16), rho, (300, 1600), 0.05)
+    truth = 0.1 * math.exp(0.05 * sps.norm.ppf(0.99))
+    bounds = [stats.tail_interval(s, 0.99) for s in series]
+    coverage = np.mean([(low is None or low <= truth) and (high is None or truth <= high) for low, high in bounds])
+    labels = [stats.tail_interval_label(stats.lag1_autocorrelation(s)) for s in series]
+    claimed = np.mean([label.startswith("95%") for label in labels])
+    if rho == 0.6:
+        assert coverage >= 0.93 and claimed > 0.5  # most are labelled 95%, and they cover it
+    else:
+        assert coverage < 0.93 and claimed == 0  # none claims a level it does not reach
+        assert labels[0].startswith("below 95%: the queries' lag-1 autocorrelation is 0.")
+
+
+def test_lag1_autocorrelation_is_statsmodels_acf():
+    x = ar1(np.random.default_rng(3), 0.5, (1, 500), 0.05)[0]
+    centred = x - x.mean()
+    assert stats.lag1_autocorrelation(x) == pytest.approx(np.dot(centred[1:], centred[:-1]) / np.dot(centred, centred))
+    assert stats.lag1_autocorrelation([1.0, 1.0, 1.0]) is None and stats.lag1_autocorrelation([1.0, 2.0]) is None
+    assert stats.tail_interval_label(None) == "95% (lag-1 autocorrelation not measured)"
+    assert stats.tail_interval_label(0.6) == "95% (queries' lag-1 autocorrelation 0.60)"
+
+
 # ------------------------------------------------------------------------------------------- two modes
 
 def test_two_modes_are_found_and_one_mode_is_not_taken_for_two():

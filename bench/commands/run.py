@@ -101,12 +101,16 @@ def _auto(args: argparse.Namespace, run_dir: Path, environment: Environment,
         raise UsageError(str(exc)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     outcomes: list[runner.Outcome] = []
+    # One run id over every look: the report and the terminal table take the newest run per line,
+    # and each look as a run of its own showed only the last look's seeds.
+    run_id = runner.new_run_id()
 
     def run_batch(seeds: tuple[int, ...]) -> bool:
         args.seeds = settings.Seeds(seeds)
         # Only the accuracy benchmark is what the seeds are for; a -k after -- still wins.
         done = runner.run_backends(args.backends, ["-k", "test_accuracy", *forwarded(args)], run_dir,
-                                   repeat=args.repeat, environment=environment, backend_environments=own)
+                                   repeat=args.repeat, environment=environment, backend_environments=own,
+                                   run_id=run_id)
         outcomes.extend(done)
         return not any(o.failed for o in done)
 
