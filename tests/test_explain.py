@@ -27,6 +27,7 @@ def test_explain_runs_the_train_steps_with_explain_and_prints_where_the_time_goe
     assert args[args.index("-k") + 1] == "train_step" and args[args.index("--explain") + 1] == "yes"
     out = capsys.readouterr().out
     assert "## Where the time goes (train step)" in out and "| torch 1.0.0 | Keras | 40.0 | 40.0 | 15.0 | 5.0 |" in out
+    assert "| 80.0 profiled: matmul 50.0 (62%), element-wise 30.0 (38%) |" in out  # families as shares of their total
     assert "## Where the time goes" in (tmp_path / "REPORT.md").read_text()
     assert list(tmp_path.glob("breakdown_*.png"))
 

@@ -137,7 +137,7 @@ def tail_text(percentiles_ms: tuple | None, queries: int | None = None) -> str:
 
 
 PHASE_HEADERS = ("Backend", "Step", "Forward ms", "Backward ms", "Optimizer ms", "Overhead ms", "Sum ms",
-                 "Benchmark median ms", "Adds up", "Top op families (ms per step)")
+                 "Benchmark median ms", "Adds up", "Op families: the profiled step, then the top 4 (ms, share)")
 
 
 def phases_section(report: Report) -> list[str]:
@@ -148,7 +148,10 @@ def phases_section(report: Report) -> list[str]:
             for step, p in (("Keras", s.train_phases), ("native", s.native_train_phases)):
                 if p:
                     top = sorted(p["families"].items(), key=lambda kv: -kv[1])[:4]
-                    families = ", ".join(f"{k} {v:.1f}" for k, v in top) or p["profiler"]
+                    # The profiler slows the step it watches, so its total is shown and the families read as shares.
+                    total = sum(p["families"].values())
+                    families = (f"{total:.1f} profiled: " + ", ".join(f"{k} {v:.1f} ({v / total:.0%})" for k, v in top)
+                                if top and total > 0 else p["profiler"])
                     rows.append([s.label, step, *(fmt(p[k], ".1f") for k in
                                                   ("forward", "backward", "optimizer", "overhead", "step", "median")),
                                  "yes" if p["adds_up"] else f"no (beyond ±{p['tolerance']:.0%})", families])
@@ -157,7 +160,9 @@ def phases_section(report: Report) -> list[str]:
     return ["## Where the time goes (train step)", "", table(PHASE_HEADERS, rows), "",
             "Phases: the step timed beside variants that stop after the loss, after the gradients and after the "
             "optimizer's update (interleaved, medians; bench/phases.py). Overhead is the full step minus the lean "
-            "update. Adds up: the phases' sum against the benchmark's own median.", ""]
+            "update. Adds up: the phases' sum against the benchmark's own median. Op families: ms per step under the "
+            "backend's profiler, which runs slower than the timed rounds; their total is that profiled step, and the "
+            "rest of it outside any op is Python and framework.", ""]
 
 
 def _data_parallel(report: Report) -> list[str]:
