@@ -41,7 +41,7 @@ from bench.tables import fmt, fmt_ms, table
 CALIBRATION_FILE = "calibration.json"
 VERSION = 2  # 1: "floors" (max spread, coefficient of variation); 2: "noise" (variance of log medians)
 DEFAULT_REPEAT = 12  # processes per backend: 11 degrees of freedom to pool into compare's test
-LINES = 13  # the gated lines of a CI run (bench.gatesim.CI_LINES): one slowed line is tested at alpha / LINES
+LINES = 10  # the gated lines of a CI run (bench.gatesim.CI_LINES): one slowed line is tested at alpha / LINES
 TARGET_SLOWDOWN, TARGET_POWER = 0.05, 0.90
 
 

@@ -14,7 +14,10 @@ run's threads, after the timed rounds (never inside them):
 - the round trip of one tiny op, the backend's own add called eagerly (the dispatch floor, seconds per op).
 
 Each is the median of several timed repeats, each ending in a device sync. They are cached per machine,
-backend, device and threads (``bench.fingerprint.machine_key``), so a run pays for them once.
+backend, device and threads (``bench.fingerprint.machine_key``), so a run pays for them once; but not when
+other processes used the CPUs while they were measured (``bench.contention``): a ceiling measured under
+load once stood cached at a tenth of the machine's GEMM rate (16 against 173 GFLOP/s), and every later share
+of it came out above 1.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from bench import backends, cache
+from bench import backends, cache, contention
 
-CACHE_VERSION = 4  # bumped when what is measured changes
+CACHE_VERSION = 5  # bumped when what is measured changes (5: contended ceilings were cached)
 GEMM_N = {"cpu": 1024, "gpu": 8192}
 TRIAD_N = {"cpu": 2**22, "gpu": 2**27}
 CELL_CALLS = 200  # back-to-back recurrent GEMMs per timed repeat
@@ -52,6 +55,9 @@ class Ceilings:
     measure_s: float  # what measuring them cost, wall clock
     how: str = "the backend's own ops on its device, float32, median of repeats, each ending in a device sync"
     spec_flops_per_s: float | None = None  # a GPU's spec-sheet peak, where known: a spec value, not measured
+    # What other processes took of the CPUs (or GPU) while these were measured; contended ones are not cached.
+    other_cpu_share: float | None = None
+    contended: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +70,7 @@ def measure(batch_size: int, units: int, *, repeats: int = REPEATS) -> Ceilings:
     adapter = backends.current()
     kind = adapter.device.kind
     started = time.perf_counter()
+    watch = contention.Watch()
     rng = np.random.default_rng(0)
     n = GEMM_N[kind]
     a, b = (adapter.to_device(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
@@ -95,10 +102,12 @@ def measure(batch_size: int, units: int, *, repeats: int = REPEATS) -> Ceilings:
     m = TRIAD_N[kind]
     x, y = (adapter.to_device(rng.standard_normal(m, dtype=np.float32)) for _ in range(2))
     triad_s = _median_time(lambda: add(x, y), repeats, adapter)
+    busy = watch.stop()
     return Ceilings(gemm_flops_per_s=2 * n**3 / gemm_s, gemm_n=n, cell_gemm_s=cell_s,
                     cell_shape=(batch_size, units, 4 * units), triad_bytes_per_s=3 * 4 * m / triad_s, triad_n=m,
                     dispatch_s=dispatch_s, measure_s=time.perf_counter() - started,
-                    spec_flops_per_s=spec_peak(adapter.device.name) if kind == "gpu" else None)
+                    spec_flops_per_s=spec_peak(adapter.device.name) if kind == "gpu" else None,
+                    other_cpu_share=busy.share, contended=busy.contended)
 
 
 def _median_time(run: Callable[[], Any], repeats: int, adapter: backends.Adapter) -> float:
@@ -127,9 +136,10 @@ def spec_peak(device_name: str) -> float | None:
 
 def cached(key: str, batch_size: int, units: int, cache_dir: Path | None = None) -> Ceilings:
     """The ceilings for ``key`` (machine, backend, device, threads) and this recurrent shape: from the cache
-    when measured before, else measured now and stored (bench/cache.py)."""
+    when measured before, else measured now and stored (bench/cache.py) unless measured while contended."""
     data = cache.cached("ceilings", f"v{CACHE_VERSION}-{key}-b{batch_size}-u{units}",
-                        lambda: measure(batch_size, units).as_dict(), cache_dir)
+                        lambda: measure(batch_size, units).as_dict(), cache_dir,
+                        keep=lambda value: not value.get("contended"))
     try:
         return Ceilings(**{**data, "cell_shape": tuple(data["cell_shape"])})
     except (TypeError, KeyError):  # a file of another layout: measure again

@@ -55,7 +55,7 @@ SINGLE_THREAD_HIGH = Noise("single thread, lognormal 3%", sigma=0.03)  # the aud
 TWO_THREADS_BIMODAL = Noise("2 threads, bimodal 330/400 ms", sigma=0.01, modes=(1.0, 400 / 330), p_first=1 / 3)
 AUTOCORRELATED = Noise("lognormal 1.5%, drift lag-1 0.5, rounds lag-1 0.5", sigma=0.015, drift=0.5, rounds=40,
                        round_sigma=0.04, round_rho=0.5)
-CI_LINES = 13  # the CI's gated lines: train, predict, serve x 3 backends, native train and predict x 2
+CI_LINES = 10  # the CI's gated lines: train and predict x 3 backends, native train and predict x 2 (no serving)
 CI_SLOWDOWN = 0.05
 CI_POWER = 0.90
 CI_FALSE_ALARM = 0.05

@@ -3,20 +3,22 @@
 Run it alone on the machine (it makes its own competitor):
 
     .venv/bin/python -m experiments.contention [--backends tensorflow,jax,torch] [--threads N]
-        [--out DIR] [-- PYTEST_ARGS]
+        [--repeat N] [--out DIR] [-- PYTEST_ARGS]
 
 Per backend, in turn: ``python -m bench run`` alone into DIR/alone, then again into DIR/busy while one
 process spins a Python loop on the CPUs this one may use (started before, stopped after that backend's
 run), so that drift of the machine falls on both sides of each backend alike. The benchmarks are the
-quick profile's step benchmarks unless PYTEST_ARGS say otherwise. Prints per benchmark the median alone
-and beside the busy process, their ratio, the share of the CPUs' time the watch saw other processes
-take (``bench.contention``) and whether it flagged the line; then ``python -m bench compare DIR/alone
-DIR/busy``, which refuses to gate the contended lines.
+quick profile's step benchmarks unless PYTEST_ARGS say otherwise; ``--repeat 3`` gives each side the
+processes compare needs, so that contention is its only reason to refuse. Prints per benchmark the median
+of the process medians alone and beside the busy process, their ratio, the largest share of the CPUs'
+time the watch saw other processes take (``bench.contention``) and how many processes it flagged; then
+``python -m bench compare DIR/alone DIR/busy``, which refuses to gate the contended lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -43,17 +45,32 @@ def busy_process() -> Iterator[subprocess.Popen]:
         proc.wait(timeout=30)
 
 
+def _watch(side: Sequence[results.Result]) -> str:
+    """The largest share the watch read over a side's processes, and how many it flagged."""
+    seen = [r.contention for r in side if r.contention]
+    if not seen:
+        return "not recorded"
+    flagged = sum(c.contended for c in seen)
+    share = f"{max(c.share for c in seen):.0%}"
+    if not flagged:
+        return share
+    return f"{share} contended" + (f" ({flagged} of {len(side)})" if len(side) > 1 else "")
+
+
 def rows(alone: Sequence[results.Result], busy: Sequence[results.Result]) -> list[list[str]]:
-    """One row per benchmark found on both sides: medians, ratio, the watch's share and flag on each side."""
-    by_name = {r.name: r for r in alone if r.median_ms is not None}
+    """One row per benchmark found on both sides: the median of its process medians, the ratio, and the watch."""
+    def by_name(side: Sequence[results.Result]) -> dict[str, list[results.Result]]:
+        found: dict[str, list[results.Result]] = {}
+        for r in side:
+            if r.median_ms is not None:
+                found.setdefault(r.name, []).append(r)
+        return found
+
+    a_side, b_side = by_name(alone), by_name(busy)
     out = []
-    for r in sorted(busy, key=lambda r: r.name):
-        a = by_name.get(r.name)
-        if a is None or r.median_ms is None:
-            continue
-        out.append([r.name, f"{a.median_ms:.1f}", f"{r.median_ms:.1f}", f"{r.median_ms / a.median_ms:.2f}",
-                    *(f"{c.share:.0%}{' contended' if c.contended else ''}" if c else "not recorded"
-                      for c in (a.contention, r.contention))])
+    for name in sorted(set(a_side) & set(b_side)):
+        a, b = (statistics.median(r.median_ms for r in side[name]) for side in (a_side, b_side))
+        out.append([name, f"{a:.1f}", f"{b:.1f}", f"{b / a:.2f}", _watch(a_side[name]), _watch(b_side[name])])
     return out
 
 
@@ -69,12 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--threads", type=positive_int, default=usable_cpus())
     parser.add_argument("--profile", default="quick")
+    parser.add_argument("--repeat", type=positive_int, default=1, help="processes per backend and side")
     parser.add_argument("--out", type=Path, default=Path("results/runs/contention"))
     args = parser.parse_args(argv)
     for backend in args.backends.split(","):
         for side in ("alone", "busy"):
             command = [sys.executable, "-m", "bench", "run", "--backends", backend, "--profile", args.profile,
-                       "--device", "cpu", "--threads", str(args.threads), "--run-dir", str(args.out / side),
+                       "--device", "cpu", "--threads", str(args.threads), "--repeat", str(args.repeat),
+                       "--run-dir", str(args.out / side),
                        "--", *extra]
             print(f"{backend}, {side}: {' '.join(command[1:])}", flush=True)
             if side == "busy":

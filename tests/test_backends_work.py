@@ -2,6 +2,7 @@
 phase variants of its train step (bench/phases.py)."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -39,15 +40,44 @@ def test_the_backend_count_agrees_with_the_analytic_one_or_says_why_not(train, w
     assert count.dispatches is None or count.dispatches >= 1
 
 
-def test_ceilings_are_measured_and_cached(tmp_path):
+def watch_reading(share_of_two_cpus):
+    """A contention.Watch that reads other processes at ``share_of_two_cpus`` of 2 CPUs over 1 s (make test runs
+    two lanes at once, so a real watch would see the other lane)."""
+    from bench import contention
+
+    class Fixed(contention.Watch):
+        def stop(self):
+            return contention.contention(1.0, 2, busy_s=2 * share_of_two_cpus, own_s=0.0, steal_s=0.0, threshold=0.1)
+
+    return Fixed
+
+
+def test_ceilings_are_measured_and_cached(tmp_path, monkeypatch):
+    from bench import contention
+
+    monkeypatch.setattr(contention, "Watch", watch_reading(0.02))
     first = ceilings.cached("test-key", 4, 4, cache_dir=tmp_path)
     for value in (first.gemm_flops_per_s, first.triad_bytes_per_s, first.dispatch_s, first.measure_s):
         assert math.isfinite(value) and value > 0
     assert first.cell_gemm_s >= 0 and first.cell_shape == (4, 4, 16)
+    assert not first.contended and first.other_cpu_share == pytest.approx(0.02)
     assert ceilings.cached("test-key", 4, 4, cache_dir=tmp_path) == first  # read back, not measured again
     (cache,) = (tmp_path / "ceilings").iterdir()
     cache.write_text("{broken")
     assert ceilings.cached("test-key", 4, 4, cache_dir=tmp_path).measure_s > 0  # a broken file is measured again
+
+
+def test_ceilings_measured_while_contended_are_not_cached(tmp_path, monkeypatch):
+    from bench import contention
+
+    monkeypatch.setattr(contention, "Watch", watch_reading(0.5))
+    found = ceilings.cached("busy-key", 4, 4, cache_dir=tmp_path)
+    assert found.contended and found.other_cpu_share == pytest.approx(0.5)
+    assert not (tmp_path / "ceilings").exists()  # never stored: the next process measures again
+    monkeypatch.setattr(contention, "Watch", watch_reading(0.02))
+    calm = ceilings.cached("busy-key", 4, 4, cache_dir=tmp_path)
+    assert not calm.contended
+    assert [p.name for p in (tmp_path / "ceilings").iterdir()] == [f"v{ceilings.CACHE_VERSION}-busy-key-b4-u4.json"]
 
 
 def test_phase_steps_run_each_phase_and_leave_the_weights_alone(warm_model):
@@ -80,3 +110,14 @@ def test_op_families_come_from_the_backends_own_profiler(warm_model):
     named = set(families) - {k for k in families if k.startswith("python and framework")}
     assert families["matmul"] > 0 and named <= set(backends.base.OP_FAMILIES) and len(families) - len(named) == 1
     assert all(v >= 0 for v in families.values())
+
+
+def test_op_families_of_a_train_step_add_up_to_at_most_its_wall_time(warm_model):
+    # Summed self times once gave torch's Keras train step 3x its wall time: the families are wall time now.
+    adapter = backends.current()
+    x, y = adapter.to_device(X), adapter.to_device(Y)
+    warm_model.train_on_batch(x, y)
+    start = time.perf_counter()
+    families, _ = adapter.op_families(lambda: warm_model.train_on_batch(x, y), 2)
+    elapsed = time.perf_counter() - start  # the profiled calls, plus the profiler's start and its reading
+    assert 0 < 2 * sum(families.values()) <= elapsed

@@ -32,3 +32,15 @@ def test_the_table_sets_each_benchmark_alone_beside_busy(tmp_path):
         ["test_predict_step[torch-cpu]", "20.0", "30.0", "1.50", "1%", "48% contended"],
         ["test_train_step[torch-cpu]", "100.0", "250.0", "2.50", "1%", "48% contended"],
     ]
+
+
+def test_with_several_processes_the_table_takes_their_median_and_counts_the_flagged(tmp_path):
+    for i, (median, share) in enumerate(((0.250, 0.48), (0.270, 0.05), (0.240, 0.30))):
+        write_result(tmp_path / "busy", make_result("torch", train=(median, 0.002), kinds=("train_step",),
+                                                    contention=busy(share)), name=f"busy-{i}.json")
+    for i, median in enumerate((0.100, 0.104, 0.098)):
+        write_result(tmp_path / "alone", make_result("torch", train=(median, 0.002), kinds=("train_step",),
+                                                     contention=busy(0.01)), name=f"alone-{i}.json")
+    sides = [results.results_of(results.load([tmp_path / side])[0]) for side in ("alone", "busy")]
+    assert experiment.rows(*sides) == [["test_train_step[torch-cpu]", "100.0", "250.0", "2.50", "1%",
+                                        "48% contended (2 of 3)"]]
