@@ -145,7 +145,7 @@ def _breakdown(plt: Any, group: Group) -> Any:
                 bottom += f.get(family, 0.0)
         ax.set_xticks(range(len(profiled)), [label for label, _ in profiled], fontsize=7)
         ax.set_ylabel("ms per train step (profiler)")
-        ax.set_title("Operation families (host self time)", fontsize=9)
+        ax.set_title("Operation families (wall time under the profiler)", fontsize=9)
         ax.legend(fontsize=6)
     fig.tight_layout()
     return fig

@@ -162,7 +162,9 @@ def phases_section(report: Report) -> list[str]:
             "optimizer's update (interleaved, medians; bench/phases.py). Overhead is the full step minus the lean "
             "update. Adds up: the phases' sum against the benchmark's own median. Op families: ms per step under the "
             "backend's profiler, which runs slower than the timed rounds; their total is that profiled step, and the "
-            "rest of it outside any op is Python and framework.", ""]
+            "rest of it outside any op is Python and framework. The profiler's cost falls on every op it records, so "
+            "where the profiled step is well above the median, families of many tiny ops (views, slices) read larger "
+            "than they run.", ""]
 
 
 def _data_parallel(report: Report) -> list[str]:
