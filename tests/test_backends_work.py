@@ -113,7 +113,7 @@ def test_op_families_come_from_the_backends_own_profiler(warm_model):
 
 
 def test_op_families_of_a_train_step_add_up_to_at_most_its_wall_time(warm_model):
-    # Summed self times once gave torch's Keras train step 3x its wall time: the families are wall time now.
+    # The families are wall time under the profiler, by one rule on every backend: they cannot exceed it.
     adapter = backends.current()
     x, y = adapter.to_device(X), adapter.to_device(Y)
     warm_model.train_on_batch(x, y)

@@ -246,8 +246,8 @@ class TorchAdapter(Adapter):
             for _ in range(calls):
                 self.sync(step())
             wall = time.perf_counter() - start
-        # Not each op's self time: on Keras's train step those summed to 3x the step (the top four families
-        # 3,638 ms against a 1,175 ms step, 2026-12-02). Wall time by the innermost event cannot add up past the wall.
+        # Not each op's self time, which has no wall clock to add up to: on Keras's train step its sum ran from
+        # 0.7x to 3.1x the timed step between runs, with no telling how much was the profiler's own cost.
         ops = [(e.thread, e.name, e.time_range.start / 1e6, (e.time_range.end - e.time_range.start) / 1e6)
                for e in prof.events() if e.device_type == torch.autograd.DeviceType.CPU]
         families: dict[str, float] = collections.defaultdict(float)
