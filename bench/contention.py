@@ -1,7 +1,7 @@
 """Was the machine busy? The CPU time other processes took while a benchmark's timed rounds ran.
 
-A benchmark timed while something else ran measures the other thing too (issue 21 saw torch's train
-steps slow many times over beside one busy process on a 2-core machine). ``Watch`` reads the
+A benchmark timed while something else ran measures the other thing too (on a 2-core machine torch's
+train step ran 3.1 times slower beside one busy process: experiments/contention.py). ``Watch`` reads the
 kernel's counters (through psutil: ``/proc/stat`` per CPU on Linux) when the rounds start and when
 they end, and reports what the CPUs this process may run on spent busy that this process (and its
 children) did not spend, plus the time a hypervisor gave them to other machines (steal).

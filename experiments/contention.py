@@ -18,14 +18,13 @@ time the watch saw other processes take (``bench.contention``) and how many proc
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench import results
+from bench import results, selection
 from bench.fingerprint import usable_cpus
 from bench.settings import positive_int
 from bench.tables import table
@@ -69,7 +68,7 @@ def rows(alone: Sequence[results.Result], busy: Sequence[results.Result]) -> lis
     a_side, b_side = by_name(alone), by_name(busy)
     out = []
     for name in sorted(set(a_side) & set(b_side)):
-        a, b = (statistics.median(r.median_ms for r in side[name]) for side in (a_side, b_side))
+        a, b = (selection.aggregate(side[name]).median_ms for side in (a_side, b_side))
         out.append([name, f"{a:.1f}", f"{b:.1f}", f"{b / a:.2f}", _watch(a_side[name]), _watch(b_side[name])])
     return out
 
