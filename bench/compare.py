@@ -10,15 +10,17 @@ is its process medians, and the rule is ``bench.gate``'s:
 
 1. not gated, and said why, when a side has fewer than ``min_processes`` processes, when the
    machines differ, or when the process medians fall into two modes (``stats.process_modes``);
-2. Welch's t test on log process medians per line (``stats.log_ratio_test``), with this machine's
-   calibrated between-process variance pooled in where ``python -m bench calibrate`` measured one;
+2. a t test on log process medians per line: paired where the two sides are the blocks of one
+   interleaved run (``interleaved_blocks``: ``ab``'s repeats), else Welch's (``stats.log_ratio_test``),
+   with this machine's calibrated between-process variance pooled in where ``python -m bench
+   calibrate`` measured one;
 3. Holm over the run's gated lines (``stats.holm``): an A/A run false-alarms at most 1 - confidence
    (5%) in all, however many lines it has;
 4. REGRESSION: Holm-adjusted p (slower) below that and the ratio of geometric means of process
    medians past ``1 + threshold``; "faster" mirrored; "within noise" past the threshold but not
    significant.
 
-Each gated line shows the ratio with its Welch interval, the Holm-adjusted p, and "detects ≥": the
+Each gated line shows the ratio with its test's interval, the Holm-adjusted p, and "detects ≥": the
 slowdown that a comparison with this line's noise flags with 80% power (``stats.detectable_slowdown``).
 The summary counts what was not gated; ``exit_status`` gives ``EXIT_NOT_GATED`` (3) when a shared
 line could not be gated or the sides share no line, so that "no regressions" is never said of a
@@ -43,10 +45,12 @@ that the seed spread could not be judged.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +93,7 @@ class Change:
     modes: stats.Modes | None = None  # when the process medians fall into two modes
     gated: bool = False  # judged by the rule (latency) or on its values (accuracy)
     shared: bool = True  # both sides have this line
+    reasons: tuple[tuple[str, str], ...] = ()  # the rule's refusal: (kind, words) per reason (bench.gate)
 
 
 class NoResultsError(ValueError):
@@ -168,6 +173,7 @@ def compare_results(baseline: Sequence[Result], current: Sequence[Result], thres
         change.verdict, change.regression, change.gated = judgement.verdict, judgement.regression, judgement.gated
         change.test, change.p_slower, change.detects, change.modes = (judgement.test, judgement.p_slower,
                                                                       judgement.detects, judgement.modes)
+        change.reasons = judgement.reasons
         if judgement.modes is not None:
             change.note = "; ".join(filter(None, [judgement.modes.describe(), change.note]))
     return changes, [ch for ch in changes if ch.regression]
@@ -311,6 +317,9 @@ def _latency(bs: Sequence[Result], cs: Sequence[Result], note: str,
     Each side shows the geometric mean of its process medians (the quantity the test compares).
     """
     b, c = bs[-1], cs[-1]
+    blocks = interleaved_blocks(bs, cs)
+    if blocks is not None:  # process i of each side in block i, as the paired test needs them
+        bs, cs = [pair[0] for pair in blocks], [pair[1] for pair in blocks]
     b_ms, c_ms = ([r.median_ms for r in side if r.median_ms is not None] for side in (bs, cs))
     center = lambda values: stats.process_interval(values).estimate if values else None
     change = Change(b.name, b.group, "latency", center(b_ms), center(c_ms), None, "no data",
@@ -324,7 +333,29 @@ def _latency(bs: Sequence[Result], cs: Sequence[Result], note: str,
         change.verdict = "not comparable: " + "; ".join(unlike)
         return change, None
     change.noise = noise.get(noise_key(c))
-    return change, rule.Line(b_ms, c_ms, change.noise, contended_text(bs, cs))
+    return change, rule.Line(b_ms, c_ms, change.noise, contended_text(bs, cs), paired=blocks is not None)
+
+
+def interleaved_blocks(bs: Sequence[Result], cs: Sequence[Result]) -> list[tuple[Result, Result]] | None:
+    """The two sides' processes as the blocks of one interleaved run, (baseline, current) per block in
+    order; None when they are not.
+
+    ``ab`` runs repeat i of each side back to back, so baseline process i and current process i share
+    what the machine was doing then, and the gate pairs them. They are blocks when both sides number
+    the same processes (``repeat_index``), each has a median, and every process of block i started
+    before any of block i + 1. Two runs made one after the other fail that test and are compared
+    unpaired.
+    """
+    by_index = [{r.run.repeat_index: r for r in side if r.median_ms is not None} for side in (bs, cs)]
+    if len(by_index[0]) != len(bs) or len(by_index[1]) != len(cs) or by_index[0].keys() != by_index[1].keys():
+        return None
+    blocks = [(by_index[0][i], by_index[1][i]) for i in sorted(by_index[0])]
+    if len(blocks) < 2:
+        return None
+    started = [[datetime.fromisoformat(r.run.started) for r in block] for block in blocks]
+    if any(max(earlier) >= min(later) for earlier, later in itertools.pairwise(started)):
+        return None
+    return blocks
 
 
 def contended_text(bs: Sequence[Result], cs: Sequence[Result]) -> str | None:
@@ -484,7 +515,7 @@ def render_comparison(changes: Sequence[Change], style: str = "md", threshold: f
     """Diff tables, one per group ("md" or "plain"), then the summary (``summary_lines``).
 
     Latency lines show each side's geometric mean of process medians with their range, the
-    processes a side, the ratio current/baseline with its Welch interval, the Holm-adjusted p of
+    processes a side, the ratio current/baseline with its test's interval, the Holm-adjusted p of
     "slower", and the slowdown this line's noise lets the gate flag with 80% power.
     """
     headers = ("Benchmark", "Metric", "Baseline", "Current", "Change", "Processes",
@@ -510,7 +541,11 @@ def summary_lines(summary: Summary, threshold: float = DEFAULT_THRESHOLD,
     """The verdict in words: regressions, then every line not gated and why, then the rule and its error rate."""
     latency = [ch for ch in summary.gated if ch.metric == "latency"]
     unchecked = sum(1 for ch in latency if sum(ch.processes) < stats.BIMODAL_MIN_PROCESSES)
-    rule_text = (f"latency: Welch t test on log process medians, one-sided, Holm over the {len(latency)} gated "
+    paired = sum(1 for ch in latency if ch.test is not None and ch.test.paired)
+    test_text = ("Welch t test on log process medians" if not paired else
+                 "paired t test on log process medians, each base process with the head process of its interleaved "
+                 "block" + ("" if paired == len(latency) else f" ({paired} line(s); Welch's on the others)"))
+    rule_text = (f"latency: {test_text}, one-sided, Holm over the {len(latency)} gated "
                  f"latency line(s) (statsmodels multipletests): family-wise false-alarm rate <= {1 - confidence:.0%}; "
                  f"a REGRESSION also needs the slowdown past {threshold * 100:g}%; at least {min_processes} "
                  f"processes a side; accuracy drop > {accuracy_drop:g}")
@@ -545,11 +580,18 @@ def _count(changes: Sequence[Change]) -> str:
 
 
 def _reasons(changes: Sequence[Change]) -> str:
-    """'2 x cannot gate: 1 vs 1 processes, ...; 1 x not comparable: ...': each reason once, with its count."""
-    counts: dict[str, int] = {}
+    """Each kind of reason once, with the number of lines it held back: its words where every such line has
+    the same ('3 x cannot gate: 1 vs 1 processes, ...'), else its kind ('6 x cannot gate: contended (...)'),
+    since each line's row already gives its own figures."""
+    found: dict[str, list[str]] = {}
     for ch in changes:
-        counts[ch.verdict] = counts.get(ch.verdict, 0) + 1
-    return "; ".join(f"{n} x {verdict}" for verdict, n in counts.items())
+        if ch.reasons:
+            for kind, words in ch.reasons:
+                found.setdefault(f"{rule.CANNOT_GATE}: {kind}", []).append(f"{rule.CANNOT_GATE}: {words}")
+        else:  # not comparable, simulated, no data, ...: the verdict is its own reason
+            found.setdefault(ch.verdict.split(":")[0], []).append(ch.verdict)
+    return "; ".join(f"{len(words)} x {words[0] if len(set(words)) == 1 else kind + ' (figures in each row)'}"
+                     for kind, words in found.items())
 
 
 # ---------------------------------------------------------------------------------------- exports

@@ -8,8 +8,10 @@ simulated are the rule's own:
    (``stats.process_modes``: e.g. 330 and 400 ms), or some of whose processes ran beside other busy
    processes (``Line.contended``) are not gated; the verdict says why. Pooling two modes would make the
    test's variance describe neither; a contended time measures the other work too.
-2. Every other line gets Welch's t test on log process medians (``stats.log_ratio_test``), one
-   sided each way, with this machine's calibrated variance when there is one.
+2. Every other line gets a t test on log process medians, one sided each way: paired
+   (``stats.paired_log_ratio_test``) where each baseline process ran in one block with a current one
+   (``Line.paired``: ``ab``'s interleaved repeats), so that the machine's drift between blocks cancels;
+   else Welch's (``stats.log_ratio_test``), with this machine's calibrated variance when there is one.
 3. Holm's step-down (``stats.holm``) over the run's gated lines, for "slower" and for "faster"
    separately, so that an A/A run of about a dozen lines false-alarms at most ``alpha`` in all.
 4. REGRESSION: Holm-adjusted p (slower) below ``alpha`` and the ratio past ``1 + threshold``.
@@ -36,6 +38,8 @@ DETECT_POWER = 0.80
 
 REGRESSION, FASTER, WITHIN_NOISE, OK = "REGRESSION (slower)", "faster", "within noise", "ok"
 CANNOT_GATE = "cannot gate"  # every verdict of a line that was not gated starts so
+# What a refusal is for: the run's summary counts lines by these, each line's verdict gives the figures.
+TOO_FEW, TWO_MODES, CONTENDED = "too few processes", "two modes", "contended"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Line:
     current: Sequence[float]
     noise: stats.ProcessNoise | None = None
     contended: str | None = None  # why some of its processes ran beside other busy ones (bench.contention)
+    paired: bool = False  # baseline[i] and current[i] ran back to back in block i of one interleaved run
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,7 @@ class Judgement:
     p_faster: float | None = None
     detects: float | None = None  # the slowdown flagged with DETECT_POWER at this line's noise
     modes: stats.Modes | None = None
+    reasons: tuple[tuple[str, str], ...] = ()  # why it was not gated: (TOO_FEW, TWO_MODES or CONTENDED, words)
 
 
 @dataclass(frozen=True)
@@ -105,23 +111,26 @@ def refused(baseline: np.ndarray, current: np.ndarray, min_processes: int = MIN_
 
 
 def refusal(baseline: Sequence[float], current: Sequence[float], min_processes: int = MIN_PROCESSES,
-            contended: str | None = None) -> tuple[str | None, stats.Modes | None]:
-    """Step 1 for one line: why it is not gated (None: it is), and its two modes where it has them.
+            contended: str | None = None) -> tuple[str | None, stats.Modes | None, tuple[tuple[str, str], ...]]:
+    """Step 1 for one line: why it is not gated (None: it is), its two modes where it has them, and each
+    reason as (its kind: TOO_FEW, TWO_MODES or CONTENDED; its words).
 
     ``contended`` (why some of its processes ran beside other busy processes) refuses the line too: such
     a time measures the other work as well. Every reason that applies is named.
     """
     modes = stats.process_modes([baseline, current])
-    reasons = []
+    reasons: dict[str, str] = {}
     if refused(np.asarray(baseline, float), np.asarray(current, float), min_processes):
         counts, needed = (len(baseline), len(current)), max(2, min_processes)
-        reasons.append(f"{counts[0]} vs {counts[1]} processes, needs {needed} a side (--repeat {needed})"
-                       if min(counts) < needed else
-                       "the process medians fall into two modes (see note); gate single-threaded (--threads 1) or "
-                       "find the cause")
+        if min(counts) < needed:
+            reasons[TOO_FEW] = f"{counts[0]} vs {counts[1]} processes, needs {needed} a side (--repeat {needed})"
+        else:
+            reasons[TWO_MODES] = ("the process medians fall into two modes (see note); gate single-threaded "
+                                  "(--threads 1) or find the cause")
     if contended:
-        reasons.append(contended)
-    return (f"{CANNOT_GATE}: {'; '.join(reasons)}" if reasons else None), modes
+        reasons[CONTENDED] = contended
+    verdict = f"{CANNOT_GATE}: {'; '.join(reasons.values())}" if reasons else None
+    return verdict, modes, tuple(reasons.items())
 
 
 def judge(lines: Sequence[Line], threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
@@ -138,13 +147,14 @@ def judge(lines: Sequence[Line], threshold: float = DEFAULT_THRESHOLD, alpha: fl
     tests: list[stats.RatioTest] = []
     modes_of: list[stats.Modes | None] = []
     for line in lines:
-        reason, modes = refusal(line.baseline, line.current, min_processes, line.contended)
+        reason, modes, reasons = refusal(line.baseline, line.current, min_processes, line.contended)
         modes_of.append(modes)
         if reason:
-            found.append(Judgement(reason, modes=modes))
+            found.append(Judgement(reason, modes=modes, reasons=reasons))
         else:
             found.append(None)
-            tests.append(stats.log_ratio_test(line.baseline, line.current, confidence, line.noise))
+            tests.append(stats.paired_log_ratio_test(line.baseline, line.current, confidence) if line.paired
+                         else stats.log_ratio_test(line.baseline, line.current, confidence, line.noise))
     if not tests:
         return [j for j in found if j is not None]
     decisions = decide(np.array([t.ratio for t in tests]), np.array([t.p_slower for t in tests]),

@@ -12,6 +12,7 @@ import functools
 import importlib
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -528,6 +529,8 @@ TAIL_CI_CHECKED_LAG1 = 0.6
 PROCESS_CI_METHOD = "Student t on log process medians (scipy.stats.t), back-transformed: the geometric mean's"
 RATIO_TEST_METHOD = "Welch t test on log process medians (scipy.stats.ttest_ind, equal_var=False)"
 RATIO_TEST_CALIBRATED = "Welch t test on log process medians, each side's variance pooled with the calibrated one"
+RATIO_TEST_PAIRED = ("paired t test on log process medians, each base process with the head process of its "
+                     "interleaved block (scipy.stats.ttest_rel)")
 ROUND_BATCHES = 5  # batches of consecutive rounds for the median's interval (see rounds_median_interval)
 ROUND_PILOT = 30  # the fewest rounds an adaptive run plans its length from (rounds_needed)
 MIN_ROUNDS_PER_BATCH = 4  # fewer rounds than 5 x 4 give no interval: batches of 1-3 rounds are not independent
@@ -781,6 +784,7 @@ class RatioTest:
     processes: tuple[int, int]  # baseline, current
     noise_df: int = 0  # degrees of freedom borrowed from a calibration (0: none)
     method: str = RATIO_TEST_METHOD
+    paired: bool = False  # paired_log_ratio_test: df and se are those of the per-block differences
 
 
 def log_ratio_test(baseline: Any, current: Any, confidence: float = DEFAULT_CONFIDENCE,
@@ -838,6 +842,45 @@ def log_ratio_test(baseline: Any, current: Any, confidence: float = DEFAULT_CONF
                      method=RATIO_TEST_METHOD if noise is None else RATIO_TEST_CALIBRATED)
 
 
+def paired_log_ratio_test(baseline: Any, current: Any, confidence: float = DEFAULT_CONFIDENCE) -> RatioTest:
+    """``log_ratio_test`` for an interleaved design: ``baseline[..., i]`` and ``current[..., i]`` ran in one
+    block, back to back (``ab``'s repeat i), so the machine's drift from block to block, which both share,
+    cancels in their difference (RATIO_TEST_PAIRED).
+
+    ``scipy.stats.ttest_rel(log current, log baseline)`` with ``alternative="greater"`` (slower) and the
+    t interval of the mean difference, exponentiated; n - 1 degrees of freedom for n blocks. On this
+    machine's ab runs the sd of the per-block differences was 0.4 to 0.9 times what Welch's two
+    sides give (README, "What the gate resolves here"); where blocks share nothing it is about sqrt(2)
+    times one side's sd, and Welch, with twice the degrees of freedom, resolves more.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError("confidence must be between 0 and 1")
+    x, y = np.log(np.asarray(baseline, dtype=float)), np.log(np.asarray(current, dtype=float))
+    if x.shape != y.shape:
+        raise ValueError("a paired test needs one baseline and one current process per block")
+    n = x.shape[-1]
+    if n < 2:
+        raise ValueError("a paired test needs at least 2 blocks")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("process medians must be positive and finite")
+    d = y - x
+    difference, se = np.mean(d, axis=-1), np.std(d, axis=-1, ddof=1) / math.sqrt(n)
+    df = np.full(np.shape(difference), float(n - 1))
+    # Every block the same difference (se 0): the difference is exact; a zero difference is no change.
+    exact = se == 0
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # SciPy's "nearly identical" where exact: answered above
+        slower = sps.ttest_rel(y, x, axis=-1, alternative="greater").pvalue
+    p_slower = np.where(exact, np.where(difference > 0, 0.0, 1.0), slower)
+    p_faster = np.where(exact, np.where(difference < 0, 0.0, 1.0), 1 - slower)
+    half = sps.t.ppf(0.5 + confidence / 2, df) * se
+    scalar = lambda v: float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=float)
+    return RatioTest(ratio=scalar(np.exp(difference)), low=scalar(np.exp(difference - half)),
+                     high=scalar(np.exp(difference + half)), p_slower=scalar(p_slower), p_faster=scalar(p_faster),
+                     df=scalar(df), se=scalar(se), confidence=confidence, processes=(n, n),
+                     method=RATIO_TEST_PAIRED, paired=True)
+
+
 def holm(p_values: Sequence[float], alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """Holm's step-down adjusted p-values (``statsmodels.stats.multitest.multipletests(method="holm")``).
 
@@ -864,7 +907,7 @@ def detectable_slowdown(test: RatioTest, alpha: float, threshold: float = 0.0, p
     # chi2.median(df) / df of the truth): scaled to be median-unbiased, the figure a typical run states
     # is the slowdown it really resolves, instead of an optimistic one.
     se = float(test.se) * math.sqrt(float(test.df) / float(sps.chi2.median(float(test.df))))
-    return _detectable(se, float(test.df), test.processes, alpha, threshold, power)
+    return _detectable(se, float(test.df), test.processes, alpha, threshold, power, paired=test.paired)
 
 
 def _planned(noise: ProcessNoise, processes: int) -> tuple[float, float]:
@@ -896,16 +939,20 @@ def planned_power(noise: ProcessNoise, processes: int, slowdown: float, alpha: f
 
 
 def _detectable(se: float, df: float, processes: tuple[int, int], alpha: float, threshold: float,
-                power: float) -> float:
+                power: float, paired: bool = False) -> float:
     nb, nc = processes
     if se == 0:
         return threshold
-    unit = se / math.sqrt(1 / nb + 1 / nc)
     level = min(alpha, float(sps.t.sf(math.log1p(threshold) / se, df)))
-    analysis = _power.TTestIndPower()
+    if paired:  # one sample of nb per-block differences: effect sizes in units of their sd
+        unit, analysis = se * math.sqrt(nb), _power.TTestPower()
+        solve = lambda d: analysis.power(d, nobs=nb, alpha=level, df=df, alternative="larger")
+    else:
+        unit, analysis = se / math.sqrt(1 / nb + 1 / nc), _power.TTestIndPower()
+        solve = lambda d: analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=df, alternative="larger")
 
     def reach(d: float) -> float:
-        found = float(analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=df, alternative="larger"))
+        found = float(solve(d))
         return (found if math.isfinite(found) else 1.0) - power  # far past the critical value the nct's tail is NaN
 
     high = 1.0  # bracket the root by doubling: effects past a few hundred sds leave the nct's numerical range

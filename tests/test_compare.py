@@ -32,13 +32,18 @@ def files(tmp_path, side, *documents):
 
 def processes(tmp_path, side, medians, *, backend="jax", spread=0.01, rounds=30, seed=0, fingerprint=MACHINE,
               started_day=1, kinds=("train_step",), run_id=None, **settings):
-    """One run of len(medians) processes: process i's train rounds scatter by ``spread`` around medians[i]."""
+    """One run of len(medians) processes: process i's train rounds scatter by ``spread`` around medians[i].
+
+    Runs follow one another: each starts an hour after the folders already in ``tmp_path`` (a current
+    side made after its baseline ran after it, not interleaved with it: compare.interleaved_blocks).
+    """
     folder = tmp_path / side
     rng = np.random.default_rng(seed)
     run_id = run_id or f"{side}-{started_day}"
+    hour = 8 + sum(1 for entry in tmp_path.iterdir() if entry.is_dir())
     for i, median in enumerate(medians):
         data = list(median * (1 + spread * rng.standard_normal(rounds)))
-        started = f"2026-11-{started_day:02d}T08:{i:02d}:00+00:00"
+        started = f"2026-11-{started_day:02d}T{hour:02d}:{i:02d}:00+00:00"
         document = make_result(backend, kinds=kinds, data={"train_step": data}, run_id=run_id, repeat_index=i,
                                fingerprint=fingerprint, started=started, **settings)
         write_result(folder, document, name=f"{backend}-{run_id}-{i}.json")
@@ -533,3 +538,33 @@ def test_a_change_in_time_shows_the_change_in_the_share_of_the_bound_beside_it(t
     changes, _ = cmp.compare([tmp_path / "base"], [tmp_path / "cur"])
     (change,) = changes
     assert "share of bound 0.10 (compute) → 0.20 (compute)" in change.note
+
+
+def _blocks(tmp_path, name, factors, minute_of, drift=(1.00, 1.10, 0.94, 1.08, 0.97, 1.09, 0.95)):
+    """One side of a run: process i at 0.100 s x drift[i] x factors[i], started at minute ``minute_of(i)``."""
+    for i, (level, factor) in enumerate(zip(drift, factors, strict=True)):
+        document = make_result("jax", kinds=("train_step",), train=(0.100 * level * factor, 0.001), run_id=name,
+                               repeat_index=i, started=f"2026-11-01T08:{minute_of(i):02d}:00+00:00")
+        write_result(tmp_path / name, document, name=f"{name}-{i}.json")
+    return tmp_path / name
+
+
+def test_an_interleaved_run_is_paired_by_block_and_two_runs_in_a_row_are_not(tmp_path):
+    # ab's order: block i runs base then head (head then base when i is odd), and block i + 1 after it.
+    slower = [1.040, 1.045, 1.035, 1.040, 1.042, 1.038, 1.041]
+    base = _blocks(tmp_path, "base", [1.0] * 7, lambda i: 4 * i + i % 2)
+    head = _blocks(tmp_path, "head", slower, lambda i: 4 * i + 1 - i % 2)
+    [line], regressions = cmp.compare([base], [head])
+    assert line.test.paired and regressions == [line]
+    [rule] = [text for text in cmp.summary_lines(cmp.summarize([line])) if text.startswith("Rule:")]
+    assert rule.startswith("Rule: latency: paired t test on log process medians, each base process with the head "
+                           "process of its interleaved block, one-sided")
+    # The same head processes, run after the whole baseline: no blocks, so Welch's test, where the drift is noise.
+    later = _blocks(tmp_path, "later", slower, lambda i: 40 + i)
+    [line], regressions = cmp.compare([base], [later])
+    assert not line.test.paired and regressions == [] and line.verdict == "within noise"
+    # A process missing on one side: no blocks either.
+    (head / "head-3.json").unlink()
+    [line], _ = cmp.compare([base], [head])
+    assert not line.test.paired and line.processes == (7, 6)
+    assert cmp.interleaved_blocks([], []) is None

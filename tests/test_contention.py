@@ -179,3 +179,19 @@ def test_a_line_refused_for_two_reasons_names_both(tmp_path):
     [line], _ = cmp.compare([base], [cur])
     assert line.verdict == ("cannot gate: 1 vs 1 processes, needs 3 a side (--repeat 3); contended: 0 of 1 baseline "
                             "and 1 of 1 current processes ran while other processes used up to 46% of their CPUs")
+
+
+def test_the_summary_counts_refused_lines_by_kind_and_leaves_the_figures_to_their_rows(tmp_path):
+    # Three lines, each 1 vs 1 process, each contended by a different amount: one entry per kind of reason.
+    for side, shares in (("base", (0.01, 0.01, 0.01)), ("cur", (0.46, 0.30, 0.12))):
+        for backend, share in zip(("jax", "torch", "tensorflow"), shares, strict=True):
+            write_result(tmp_path / side, make_result(backend, kinds=("train_step",), train=(0.100, 0.002),
+                                                      run_id=side, contention=busy(share)),
+                         name=f"{side}-{backend}.json")
+    changes, _ = cmp.compare([tmp_path / "base"], [tmp_path / "cur"])
+    assert sorted(ch.verdict.rsplit("up to ", 1)[1] for ch in changes) == ["12% of their CPUs", "30% of their CPUs",
+                                                          "46% of their CPUs"]
+    [summary] = [line for line in cmp.summary_lines(cmp.summarize(changes)) if line.startswith("NOT GATED")]
+    assert summary == ("NOT GATED: 3 of 3 shared line(s) could not be gated: 3 x cannot gate: 1 vs 1 processes, "
+                       "needs 3 a side (--repeat 3); 3 x cannot gate: contended (figures in each row) (exit 3 "
+                       "unless a regression was found).")

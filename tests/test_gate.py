@@ -86,9 +86,10 @@ def test_gated_may_be_given_as_zeros_and_ones():
 def test_two_modes_with_the_fewest_processes_are_called_two_modes():
     # 3 processes a side is enough to gate: the refusal is for the two modes, and says what to do.
     baseline, current = [330.0, 400.0, 400.0], [330.0, 330.0, 400.0, 400.0, 400.0, 330.0, 330.0, 400.0, 400.0]
-    reason, modes = gate.refusal(baseline, current)
+    reason, modes, reasons = gate.refusal(baseline, current)
     assert reason == ("cannot gate: the process medians fall into two modes (see note); gate single-threaded "
                       "(--threads 1) or find the cause")
+    assert reasons == ((gate.TWO_MODES, reason.removeprefix("cannot gate: ")),)
     assert modes.sides == ((1, 330.0, 2, 400.0), (4, 330.0, 5, 400.0))
 
 
@@ -110,3 +111,13 @@ def test_judge_holds_every_line_to_its_alpha_and_confidence():
     assert gate.judge(lines, threshold=0.0, confidence=0.8)[0].test.confidence == 0.8
     # Each gated line's detectable slowdown is at Holm's level for one slowed line among the 2: alpha / 2.
     assert strict[1].detects == pytest.approx(stats.detectable_slowdown(strict[1].test, 0.001 / 2, 0.0, 0.8))
+
+
+def test_a_line_run_in_blocks_gets_the_paired_test():
+    # The machine drifts 6% from block to block; each current process is about 4% slower than its block's baseline.
+    base = [0.100, 0.110, 0.094, 0.108, 0.097, 0.109, 0.095]
+    cur = [b * f for b, f in zip(base, [1.040, 1.045, 1.035, 1.040, 1.042, 1.038, 1.041], strict=True)]
+    [paired] = gate.judge([gate.Line(base, cur, paired=True)])
+    [welch] = gate.judge([gate.Line(base, cur)])
+    assert paired.test.paired and paired.regression and paired.verdict == gate.REGRESSION
+    assert not welch.test.paired and not welch.regression

@@ -27,13 +27,17 @@ def table(choice):
 
 
 def test_the_ci_settings_meet_their_targets(choice, table):
-    assert (choice.processes, choice.threads, choice.threshold) == (7, 1, 0.03)
+    assert (choice.processes, choice.threads, choice.threshold) == (10, 1, 0.03)
     assert choice.power >= gatesim.CI_POWER and choice.false_alarm <= gatesim.CI_FALSE_ALARM
     # The fewest processes: one fewer misses the power target even with no threshold.
-    assert gatesim.simulate(gatesim.SINGLE_THREAD, choice.processes - 1, 0.0, slowdown=0.05).power < gatesim.CI_POWER
+    assert gatesim.simulate(gatesim.MEASURED, choice.processes - 1, 0.0, slowdown=0.05).power < gatesim.CI_POWER
     assert compare.DEFAULT_THRESHOLD == gate.DEFAULT_THRESHOLD == choice.threshold
-    # Every noise model keeps a whole A/A run's false alarms at 5% at this setting.
-    assert all(aa.false_alarm <= gatesim.CI_FALSE_ALARM for aa, _, _ in table.values())
+    # Every single-threaded noise model keeps a whole A/A run's false alarms at 5% at this setting.
+    assert all(aa.false_alarm <= gatesim.CI_FALSE_ALARM for name, (aa, _, _) in table.items()
+               if name != gatesim.TWO_THREADS_BIMODAL.name)
+    # Two threads (not the CI's setting): 1,000 runs read the rate to about 0.7 points (one standard error),
+    # and over 2,000 runs it was 4.2-4.6% for three seeds.
+    assert table[gatesim.TWO_THREADS_BIMODAL.name][0].false_alarm <= gatesim.CI_FALSE_ALARM + 2 * 0.007
 
 
 def test_the_workflow_runs_the_chosen_settings(choice):
@@ -73,3 +77,12 @@ def test_two_modes_are_refused_not_pooled(table):
     assert table[gatesim.TWO_THREADS_BIMODAL.name][0].refused > 0.35  # said out loud on a good share of lines
     assert table[gatesim.SINGLE_THREAD.name][0].refused < 0.002  # and rarely otherwise
     assert table[gatesim.SINGLE_THREAD.name][1].power >= gatesim.CI_POWER
+
+
+def test_pairing_by_block_keeps_its_level_and_its_power_where_the_machine_drifts():
+    # The machine's state shared by the two processes of a block (3%), and 1.5% of each process's own.
+    drifting = gatesim.Noise("blocks 3%, processes 1.5%", sigma=0.015, block_sigma=0.03)
+    paired = gatesim.simulate(drifting, 7, 0.03, slowdown=0.05, trials=800, seed=5)
+    welch = gatesim.simulate(drifting, 7, 0.03, slowdown=0.05, trials=800, seed=5, paired=False)
+    assert paired.power >= 0.90 > 0.5 > welch.power
+    assert gatesim.simulate(drifting, 7, 0.0, trials=800, seed=6).false_alarm <= 0.06

@@ -581,3 +581,41 @@ def test_planned_power_past_a_threshold_the_noise_can_resolve():
     assert level < 0.01  # the threshold, not alpha, sets the level here
     power = sps.nct.sf(sps.t.isf(level, df), df, math.log1p(0.08) / 0.02 * math.sqrt(2))
     assert stats.planned_power(noise, 4, 0.08, 0.01, threshold=0.05) == pytest.approx(power, rel=1e-6)
+
+
+def test_the_paired_test_is_scipys_ttest_rel_on_log_medians():
+    # Five blocks: the machine drifts from block to block, and each current process is 3-4% slower than
+    # the baseline process it ran beside.
+    base = [0.100, 0.104, 0.098, 0.101, 0.099]
+    cur = [0.103, 0.108, 0.100, 0.105, 0.102]
+    test = stats.paired_log_ratio_test(base, cur)
+    x, y = np.log(base), np.log(cur)
+    slower = sps.ttest_rel(y, x, alternative="greater")
+    assert test.p_slower == pytest.approx(slower.pvalue) and test.p_faster == pytest.approx(1 - slower.pvalue)
+    low, high = sps.ttest_rel(y, x).confidence_interval(0.95)
+    assert (test.low, test.high) == pytest.approx((math.exp(low), math.exp(high)))
+    assert test.ratio == pytest.approx(math.exp(np.mean(y - x))) and test.df == 4 and test.processes == (5, 5)
+    assert test.paired and test.method == stats.RATIO_TEST_PAIRED
+    # The drift both processes of a block share cancels; Welch, on the same medians, counts it as noise.
+    assert test.p_slower < 0.001 and stats.log_ratio_test(base, cur).p_slower > 0.01
+    # Every block the same difference: exact either way.
+    assert stats.paired_log_ratio_test([1.0, 1.0], [1.1, 1.1]).p_slower == 0.0
+    assert stats.paired_log_ratio_test([1.0, 1.0], [1.0, 1.0]).p_slower == 1.0
+    with pytest.raises(ValueError, match="one baseline and one current process per block"):
+        stats.paired_log_ratio_test([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="at least 2 blocks"):
+        stats.paired_log_ratio_test([1.0], [1.0])
+
+
+def test_the_paired_detectable_slowdown_is_the_one_sample_t_power_point():
+    from statsmodels.stats.power import TTestPower
+
+    base = [0.100, 0.110, 0.094, 0.108, 0.097, 0.109, 0.095]
+    cur = [0.101, 0.112, 0.094, 0.110, 0.099, 0.110, 0.096]
+    test = stats.paired_log_ratio_test(base, cur)
+    se = test.se * math.sqrt(test.df / sps.chi2.median(test.df))  # median-unbiased, as for Welch
+    alpha = 0.05 / 10
+    level = min(alpha, sps.t.sf(math.log1p(0.03) / se, test.df))
+    d = TTestPower().solve_power(nobs=7, alpha=level, power=0.8, alternative="larger")
+    assert stats.detectable_slowdown(test, alpha, threshold=0.03) == pytest.approx(math.expm1(d * se * math.sqrt(7)),
+                                                                                  rel=1e-3)
