@@ -868,8 +868,8 @@ def paired_log_ratio_test(baseline: Any, current: Any, confidence: float = DEFAU
     df = np.full(np.shape(difference), float(n - 1))
     # Every block the same difference (se 0): the difference is exact; a zero difference is no change.
     exact = se == 0
-    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # SciPy's "nearly identical" where exact: answered above
+    with warnings.catch_warnings():  # NumPy's and SciPy's warnings where exact: answered above
+        warnings.simplefilter("ignore", RuntimeWarning)
         slower = sps.ttest_rel(y, x, axis=-1, alternative="greater").pvalue
     p_slower = np.where(exact, np.where(difference > 0, 0.0, 1.0), slower)
     p_faster = np.where(exact, np.where(difference < 0, 0.0, 1.0), 1 - slower)
@@ -907,7 +907,9 @@ def detectable_slowdown(test: RatioTest, alpha: float, threshold: float = 0.0, p
     # chi2.median(df) / df of the truth): scaled to be median-unbiased, the figure a typical run states
     # is the slowdown it really resolves, instead of an optimistic one.
     se = float(test.se) * math.sqrt(float(test.df) / float(sps.chi2.median(float(test.df))))
-    return _detectable(se, float(test.df), test.processes, alpha, threshold, power, paired=test.paired)
+    # A paired test's figure is the same noncentral t (the log slowdown / se, on its own df), so one
+    # formula serves both: statsmodels' TTestPower over n blocks gives it too (tests check).
+    return _detectable(se, float(test.df), test.processes, alpha, threshold, power)
 
 
 def _planned(noise: ProcessNoise, processes: int) -> tuple[float, float]:
@@ -939,20 +941,16 @@ def planned_power(noise: ProcessNoise, processes: int, slowdown: float, alpha: f
 
 
 def _detectable(se: float, df: float, processes: tuple[int, int], alpha: float, threshold: float,
-                power: float, paired: bool = False) -> float:
+                power: float) -> float:
     nb, nc = processes
     if se == 0:
         return threshold
+    unit = se / math.sqrt(1 / nb + 1 / nc)
     level = min(alpha, float(sps.t.sf(math.log1p(threshold) / se, df)))
-    if paired:  # one sample of nb per-block differences: effect sizes in units of their sd
-        unit, analysis = se * math.sqrt(nb), _power.TTestPower()
-        solve = lambda d: analysis.power(d, nobs=nb, alpha=level, df=df, alternative="larger")
-    else:
-        unit, analysis = se / math.sqrt(1 / nb + 1 / nc), _power.TTestIndPower()
-        solve = lambda d: analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=df, alternative="larger")
+    analysis = _power.TTestIndPower()
 
     def reach(d: float) -> float:
-        found = float(solve(d))
+        found = float(analysis.power(d, nobs1=nb, alpha=level, ratio=nc / nb, df=df, alternative="larger"))
         return (found if math.isfinite(found) else 1.0) - power  # far past the critical value the nct's tail is NaN
 
     high = 1.0  # bracket the root by doubling: effects past a few hundred sds leave the nct's numerical range

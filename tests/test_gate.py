@@ -121,3 +121,6 @@ def test_a_line_run_in_blocks_gets_the_paired_test():
     [welch] = gate.judge([gate.Line(base, cur)])
     assert paired.test.paired and paired.regression and paired.verdict == gate.REGRESSION
     assert not welch.test.paired and not welch.regression
+    # The line's interval is at the confidence asked for.
+    [narrow] = gate.judge([gate.Line(base, cur, paired=True)], confidence=0.80)
+    assert narrow.test.confidence == 0.80 and narrow.test.high - narrow.test.low < paired.test.high - paired.test.low

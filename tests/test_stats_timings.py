@@ -172,6 +172,9 @@ def test_lag1_autocorrelation_is_statsmodels_acf():
     centred = x - x.mean()
     assert stats.lag1_autocorrelation(x) == pytest.approx(np.dot(centred[1:], centred[:-1]) / np.dot(centred, centred))
     assert stats.lag1_autocorrelation([1.0, 1.0, 1.0]) is None and stats.lag1_autocorrelation([1.0, 2.0]) is None
+    # Three times are enough. Centred -1, 0, 1: (0 x -1 + 1 x 0) / 2 = 0; centred -1, 1, 0: (1 x -1 + 0 x 1) / 2.
+    assert stats.lag1_autocorrelation([1.0, 2.0, 3.0]) == pytest.approx(0.0)
+    assert stats.lag1_autocorrelation([1.0, 3.0, 2.0]) == pytest.approx(-0.5)
     assert stats.tail_interval_label(None) == "95% (lag-1 autocorrelation not measured)"
     assert stats.tail_interval_label(0.6) == "95% (queries' lag-1 autocorrelation 0.60)"
 
@@ -601,9 +604,9 @@ def test_the_paired_test_is_scipys_ttest_rel_on_log_medians():
     # Every block the same difference: exact either way.
     assert stats.paired_log_ratio_test([1.0, 1.0], [1.1, 1.1]).p_slower == 0.0
     assert stats.paired_log_ratio_test([1.0, 1.0], [1.0, 1.0]).p_slower == 1.0
-    with pytest.raises(ValueError, match="one baseline and one current process per block"):
+    with pytest.raises(ValueError, match=r"^a paired test needs one baseline and one current process per block$"):
         stats.paired_log_ratio_test([1.0, 2.0, 3.0], [1.0, 2.0])
-    with pytest.raises(ValueError, match="at least 2 blocks"):
+    with pytest.raises(ValueError, match=r"^a paired test needs at least 2 blocks$"):
         stats.paired_log_ratio_test([1.0], [1.0])
 
 
@@ -619,3 +622,46 @@ def test_the_paired_detectable_slowdown_is_the_one_sample_t_power_point():
     d = TTestPower().solve_power(nobs=7, alpha=level, power=0.8, alternative="larger")
     assert stats.detectable_slowdown(test, alpha, threshold=0.03) == pytest.approx(math.expm1(d * se * math.sqrt(7)),
                                                                                   rel=1e-3)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")  # a median of 0, on purpose
+def test_the_paired_test_answers_for_stacks_exact_blocks_and_bad_input():
+    # Two lines of four blocks each, as the simulations pass them; the second line's blocks all differ by
+    # exactly 10% (a zero sd), the first's do not.
+    base = np.array([[0.100, 0.104, 0.098, 0.101], [1.0, 1.0, 1.0, 1.0]])
+    cur = np.array([[0.103, 0.105, 0.101, 0.102], [1.1, 1.1, 1.1, 1.1]])
+    test = stats.paired_log_ratio_test(base, cur, confidence=0.90)
+    first = sps.ttest_rel(np.log(cur[0]), np.log(base[0]), alternative="greater")
+    assert isinstance(test.p_slower, np.ndarray) and test.p_slower.shape == (2,)
+    assert test.p_slower == pytest.approx([first.pvalue, 0.0])
+    assert test.p_faster == pytest.approx([1 - first.pvalue, 1.0])
+    low, high = sps.ttest_rel(np.log(cur[0]), np.log(base[0])).confidence_interval(0.90)
+    assert (test.low[0], test.high[0]) == pytest.approx((math.exp(low), math.exp(high)))
+    assert test.se[1] == 0.0 and test.low[1] == test.high[1] == pytest.approx(1.1)
+    assert list(test.df) == [3.0, 3.0] and test.confidence == 0.90
+    one = stats.paired_log_ratio_test([1.0, 2.0], [1.0, 2.0])
+    assert isinstance(one.p_slower, float) and (one.p_slower, one.p_faster) == (1.0, 1.0)  # no change, either way
+    faster = stats.paired_log_ratio_test([1.1, 1.1], [1.0, 1.0])
+    assert (faster.p_slower, faster.p_faster) == (1.0, 0.0)
+    for confidence in (0.0, 1.0):
+        with pytest.raises(ValueError, match=r"^confidence must be between 0 and 1$"):
+            stats.paired_log_ratio_test([1.0, 2.0], [1.0, 2.0], confidence)
+    for base, cur in (([0.0, 1.0], [1.0, 1.0]), ([1.0, 1.0], [1.0, np.inf])):
+        with pytest.raises(ValueError, match=r"^process medians must be positive and finite$"):
+            stats.paired_log_ratio_test(base, cur)
+
+
+def test_the_planned_slowdown_is_welchs_power_point():
+    from statsmodels.stats.power import TTestIndPower
+
+    # 5 processes a side at a calibrated 2% (df 10): Welch's power, solved for the effect.
+    noise = stats.ProcessNoise(0.02**2, 10)
+    se, df = 0.02 * math.sqrt(2 / 5), 2.0 * (10 + 5 - 1)
+    d = TTestIndPower().solve_power(nobs1=5, alpha=0.005, power=0.8, ratio=1.0, alternative="larger")
+    # solve_power's df is nobs1 + nobs2 - 2; with the pooled df the figure is a little smaller.
+    found = stats.planned_slowdown(noise, 5, 0.005)
+    assert found < math.expm1(d * 0.02)
+    level = 0.005
+    critical = sps.t.isf(level, df)
+    power = sps.nct.sf(critical, df, math.log1p(found) / se)
+    assert power == pytest.approx(0.80, abs=1e-3)
