@@ -350,7 +350,7 @@ def interleaved_blocks(bs: Sequence[Result], cs: Sequence[Result]) -> list[tuple
     if len(by_index[0]) != len(bs) or len(by_index[1]) != len(cs) or by_index[0].keys() != by_index[1].keys():
         return None
     blocks = [(by_index[0][i], by_index[1][i]) for i in sorted(by_index[0])]
-    if len(blocks) < 2:
+    if len(blocks) < 2 or not all(r.run.started for block in blocks for r in block):
         return None
     started = [[datetime.fromisoformat(r.run.started) for r in block] for block in blocks]
     if any(max(earlier) >= min(later) for earlier, later in itertools.pairwise(started)):
