@@ -3,7 +3,7 @@
 It runs the benchmarks k times per backend (an A/A run, through the runner: ``--repeat k``,
 interleaved) and stores, per benchmark, the variance of the log process medians with its degrees
 of freedom (``bench.stats.process_noise``). ``compare``'s test pools that variance into each side's
-(``bench.stats.log_ratio_test``): with 12 calibrated processes, 3 processes a side test on about 26
+(``bench.stats.log_ratio_test``): with 12 calibrated processes, 3 processes a side test on about 14
 degrees of freedom instead of 4, which is what lets few processes resolve a small slowdown. (The
 first version stored the largest spread between two process medians and raised the threshold to
 it; the significance test already counts that noise, so the floor counted it twice.)
@@ -11,7 +11,7 @@ it; the significance test already counts that noise, so the floor counted it twi
 The calibration lives in one small JSON file beside the results (``<results>/calibration.json``),
 one entry per machine, keyed by the fingerprint's machine part (``bench.fingerprint.machine_key``:
 CPU model, usable cores, threads, GPU), so noise measured on one machine is never applied to
-another. Each entry also says what the gate resolves here: the slowdown flagged with 80% power
+another. Each entry also says what the gate resolves here: the slowdown flagged with at least 80% power
 at ``--repeat`` processes a side (one line among a CI run's), the processes a side that flag a 5%
 slowdown with 90% power, and whether the process medians fell into two modes (then the variance
 describes neither mode, and compare refuses to gate such lines anyway).
@@ -56,7 +56,7 @@ class Calibration:
     df: int  # its degrees of freedom
     spread: float  # max / min of the process medians, minus 1 (for reading; the gate does not use it)
     modes: str = ""  # "bimodal (...): ..." when the process medians fell into two modes
-    detects: float | None = None  # slowdown flagged with 80% power at `at_processes` a side
+    detects: float | None = None  # slowdown flagged with at least 80% power at `at_processes` a side
     at_processes: int = gate.MIN_PROCESSES
     processes_for_target: int | None = None  # a side, for TARGET_SLOWDOWN at TARGET_POWER (None: over 50)
     upgraded: str = ""  # how a version-1 entry was converted
@@ -73,7 +73,8 @@ def noise_key(r: Result) -> str:
 
 def resolution(noise: stats.ProcessNoise, processes: int, alpha: float = gate.DEFAULT_ALPHA,
                threshold: float = 0.0) -> tuple[float, int | None]:
-    """(slowdown flagged with 80% power at ``processes`` a side, processes a side for 5% at 90%) at this noise."""
+    """(slowdown flagged with at least 80% power at ``processes`` a side, processes a side for 5% at 90%) at
+    this noise."""
     level = alpha / LINES
     detects = stats.planned_slowdown(noise, processes, level, threshold)
     needed = next((n for n in range(2, 51)
@@ -218,6 +219,6 @@ def render(entries: Sequence[Calibration], fingerprint: dict, style: str = "md")
                       table(headers, cells, style), "",
                       "sd of log medians: the relative sd of a process median; compare pools this variance (with "
                       "its df) into each side's, so few processes still resolve small slowdowns. Detects ≥: the "
-                      f"slowdown the gate flags with 80% power for one line among {LINES} (Holm's alpha / "
+                      f"slowdown the gate flags with at least 80% power for one line among {LINES} (Holm's alpha / "
                       f"{LINES}), {n} processes a side, this calibration pooled in. Processes for "
                       f"{TARGET_SLOWDOWN:.0%}: a side, to flag that slowdown with {TARGET_POWER:.0%} power."]) + "\n"

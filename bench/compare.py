@@ -21,7 +21,7 @@ is its process medians, and the rule is ``bench.gate``'s:
    significant.
 
 Each gated line shows the ratio with its test's interval, the Holm-adjusted p, and "detects ≥": the
-slowdown that a comparison with this line's noise flags with 80% power (``stats.detectable_slowdown``).
+slowdown that a comparison with this line's noise flags with at least 80% power (``stats.detectable_slowdown``).
 The summary counts what was not gated; ``exit_status`` gives ``EXIT_NOT_GATED`` (3) when a shared
 line could not be gated or the sides share no line, so that "no regressions" is never said of a
 comparison that gated nothing.
@@ -89,7 +89,7 @@ class Change:
     test: stats.RatioTest | None = None  # latency, when gated
     p_slower: float | None = None  # Holm-adjusted over the comparison's gated lines
     noise: stats.ProcessNoise | None = None  # this machine's calibrated noise, when found for this benchmark
-    detects: float | None = None  # the slowdown this line's noise lets the gate flag with 80% power
+    detects: float | None = None  # the slowdown this line's noise lets the gate flag with at least 80% power
     modes: stats.Modes | None = None  # when the process medians fall into two modes
     gated: bool = False  # judged by the rule (latency) or on its values (accuracy)
     shared: bool = True  # both sides have this line
@@ -516,7 +516,7 @@ def render_comparison(changes: Sequence[Change], style: str = "md", threshold: f
 
     Latency lines show each side's geometric mean of process medians with their range, the
     processes a side, the ratio current/baseline with its test's interval, the Holm-adjusted p of
-    "slower", and the slowdown this line's noise lets the gate flag with 80% power.
+    "slower", and the slowdown this line's noise lets the gate flag with at least 80% power.
     """
     headers = ("Benchmark", "Metric", "Baseline", "Current", "Change", "Processes",
                f"Ratio [{confidence:.0%} CI]", "p slower (Holm)", "Detects ≥ (80%)", "Verdict", "Note")

@@ -17,7 +17,7 @@ simulated are the rule's own:
 4. REGRESSION: Holm-adjusted p (slower) below ``alpha`` and the ratio past ``1 + threshold``.
    "faster": the mirror. "within noise": past the threshold, not significant. "ok": neither.
 
-Each gated line also gets the smallest slowdown it would flag with 80% power (``detects``), at the
+Each gated line also gets the smallest slowdown it would flag with at least 80% power (``detects``), at the
 level Holm gives one slowed line among the run's m gated lines (alpha / m).
 """
 

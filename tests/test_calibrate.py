@@ -279,7 +279,7 @@ def test_render_names_every_column(tmp_path):
         "| k2 | 3 | 5.50 | 10.00% | 2 | 25.0% | — | over 50 | bimodal (x) |\n\n"
         "sd of log medians: the relative sd of a process median; compare pools this variance (with its df) into "
         "each side's, so few processes still resolve small slowdowns. Detects ≥: the slowdown the gate flags with "
-        "80% power for one line among 10 (Holm's alpha / 10), 4 processes a side, this calibration pooled in. "
+        "at least 80% power for one line among 10 (Holm's alpha / 10), 4 processes a side, this calibration pooled in. "
         "Processes for 5%: a side, to flag that slowdown with 90% power.\n")
     plain = calibrate.render([], MACHINE, style="plain")
     assert "Detects ≥ (3 a side, 80%)" in plain and "|" not in plain
