@@ -804,9 +804,10 @@ def log_ratio_test(baseline: Any, current: Any, confidence: float = DEFAULT_CONF
     Welch-Satterthwaite degrees of freedom are taken over the three independent estimates (the
     calibration, each side's own), the calibration counted once: counted in each side, as
     ``df0 + n - 1`` per side, they doubled its df, and the test false-alarmed 5.2-5.5% at a nominal 5%
-    (3 a side, a 6- or 12-process calibration; 4.5-4.7% with this rule; 20,000 simulated runs each). No library test takes an outside variance
-    estimate, so these lines write out Welch's statistic and degrees of freedom; with df0 = 0 they
-    equal SciPy's (the tests check), and ``scipy.stats.t`` gives the p-values and the interval.
+    (3 a side, a 6- or 12-process calibration; 4.5-4.7% with this rule; 20,000 simulated runs each).
+    No library test takes an outside variance estimate, so these lines write out Welch's statistic
+    and degrees of freedom; with df0 = 0 they equal SciPy's (the tests check), and ``scipy.stats.t``
+    gives the p-values and the interval.
     """
     x, y = _log_medians(baseline, current, confidence)
     nb, nc = x.shape[-1], y.shape[-1]
