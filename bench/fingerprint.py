@@ -15,10 +15,13 @@ import re
 from pathlib import Path
 
 # Timings from machines that differ in one of these are not comparable: compare refuses to gate.
-MACHINE_KEYS = ("cpu_model", "usable_cores", "threads", "gpu")
+# cpu_id too, since a cloud VM's model name can be generic: two hosts that both said only "AMD EPYC" ran this
+# project's steps 1.6-3.0 times apart (the faster one family 26, with AVX-512 VP2INTERSECT).
+MACHINE_KEYS = ("cpu_model", "cpu_id", "usable_cores", "threads", "gpu")
 # A change in one of these is often what is being measured: compare shows it on the line and gates.
 VERSION_KEYS = ("os", "python", "gpu_driver", "backend_version", "keras")
-LABELS = {"cpu_model": "CPU model", "usable_cores": "usable cores", "threads": "threads", "gpu": "GPU",
+LABELS = {"cpu_model": "CPU model", "cpu_id": "CPU family/model", "usable_cores": "usable cores",
+          "threads": "threads", "gpu": "GPU",
           "os": "OS", "python": "Python", "gpu_driver": "GPU driver", "backend_version": "backend",
           "keras": "Keras"}
 NVIDIA_DRIVER_FILE = Path("/proc/driver/nvidia/version")
@@ -38,6 +41,7 @@ def fingerprint(*, backend: str, versions: dict, device: dict, threads: int) -> 
     gpu = device.get("device_name") if device.get("device") == "gpu" else None
     return {
         "cpu_model": cpu_model(),
+        "cpu_id": cpu_id(),
         "usable_cores": (usable_cpus() if AFFINITY_OBSERVED
                          else f"not observed (no sched_getaffinity; {os.cpu_count()} logical CPUs)"),
         "logical_cpus": os.cpu_count(),
@@ -62,6 +66,26 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cpu_id() -> str:
+    """The CPU's family, model and stepping from /proc/cpuinfo (x86), e.g. 'family 26 model 2 stepping 1';
+    'not observed' where the file does not give them."""
+    found: dict[str, str] = {}
+    try:
+        with open(CPUINFO) as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("cpu family", "model", "stepping") and key not in found:
+                    found[key] = value.strip()
+                if not line.strip() and found:
+                    break  # the first processor's block is enough
+    except OSError:
+        return f"not observed (no {CPUINFO})"
+    if "cpu family" not in found or "model" not in found:
+        return f"not observed (no cpu family and model in {CPUINFO})"
+    return f"family {found['cpu family']} model {found['model']} stepping {found.get('stepping', '?')}"
 
 
 def usable_cpus() -> int:
@@ -96,9 +120,12 @@ def machine_key(print_: dict) -> str:
 
 
 def differences(before: dict, after: dict, keys: tuple[str, ...]) -> list[str]:
-    """``["CPU model differs: A vs B", ...]`` for the ``keys`` where two fingerprints disagree."""
-    return [f"{LABELS.get(k, k)} differs: {before.get(k)} vs {after.get(k)}" for k in keys
-            if before.get(k) != after.get(k)]
+    """``["CPU model differs: A vs B", ...]`` for the ``keys`` where two fingerprints disagree.
+
+    A key one file does not record (written before it was) reads "not recorded": not known to be the same.
+    """
+    return [f"{LABELS.get(k, k)} differs: {before.get(k, 'not recorded')} vs {after.get(k, 'not recorded')}"
+            for k in keys if before.get(k) != after.get(k)]
 
 
 def describe(print_: dict) -> str:
@@ -107,4 +134,7 @@ def describe(print_: dict) -> str:
         return "machine not recorded"
     gpu = print_.get("gpu") or "no GPU"
     cores, threads = print_.get("usable_cores"), print_.get("threads")
-    return f"{print_.get('cpu_model')}, {cores} usable cores, {threads} threads, {gpu}"
+    cpu = print_.get("cpu_model")
+    if print_.get("cpu_id") and not str(print_["cpu_id"]).startswith("not observed"):
+        cpu = f"{cpu} ({print_['cpu_id']})"
+    return f"{cpu}, {cores} usable cores, {threads} threads, {gpu}"

@@ -48,6 +48,34 @@ def test_describe_is_one_line_for_people():
     assert fingerprint.describe({}) == "machine not recorded"
 
 
+def test_differences_count_a_key_one_side_lacks_as_unknown():
+    old = {"cpu_model": "AMD EPYC", "usable_cores": 2, "threads": 1, "gpu": None}  # written before cpu_id
+    new = {**old, "cpu_id": "family 26 model 2 stepping 1"}
+    assert fingerprint.differences(old, new, fingerprint.MACHINE_KEYS) == [
+        "CPU family/model differs: not recorded vs family 26 model 2 stepping 1"]
+    assert fingerprint.differences(new, {**new, "cpu_id": "family 25 model 1 stepping 1"}, ("cpu_id",)) == [
+        "CPU family/model differs: family 26 model 2 stepping 1 vs family 25 model 1 stepping 1"]
+
+
+def test_two_cpus_with_one_generic_name_are_told_apart(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    block = "processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: {f}\nmodel\t\t: {m}\nmodel name\t: AMD EPYC\n" \
+            "stepping\t: 1\n\n"
+    cpuinfo.write_text(block.format(n=0, f=26, m=2) + block.format(n=1, f=99, m=9))
+    monkeypatch.setattr(fingerprint, "CPUINFO", cpuinfo)
+    assert fingerprint.cpu_model() == "AMD EPYC" and fingerprint.cpu_id() == "family 26 model 2 stepping 1"
+    zen5 = fingerprint.fingerprint(backend="jax", versions={}, device={"device": "cpu"}, threads=1)
+    cpuinfo.write_text(block.format(n=0, f=25, m=1))
+    zen3 = fingerprint.fingerprint(backend="jax", versions={}, device={"device": "cpu"}, threads=1)
+    assert fingerprint.machine_key(zen5) != fingerprint.machine_key(zen3)
+    assert fingerprint.describe(zen5).startswith("AMD EPYC (family 26 model 2 stepping 1), ")
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Neoverse\n")  # no family: said so, and describe leaves it out
+    neoverse = {"cpu_model": "Neoverse", "cpu_id": fingerprint.cpu_id(), "usable_cores": 2, "threads": 1}
+    assert neoverse["cpu_id"].startswith("not observed") and fingerprint.describe(neoverse).startswith("Neoverse, ")
+    monkeypatch.setattr(fingerprint, "CPUINFO", tmp_path / "missing")
+    assert fingerprint.cpu_id() == f"not observed (no {tmp_path / 'missing'})"
+
+
 def test_cpu_model_reads_cpuinfo_and_falls_back_to_the_platform(tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n")
