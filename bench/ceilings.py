@@ -3,7 +3,8 @@
 Four small programs, run with the backend's own ops (``Adapter.own_op``) on its device, dtype float32 and the
 run's threads, after the timed rounds (never inside them):
 
-- a large GEMM (a practical compute peak, FLOP/s);
+- a large GEMM (a practical compute peak, FLOP/s), through each GEMM path the backend has (``Adapter.gemms``:
+  torch has MKL's and oneDNN's), the fastest kept and named;
 - the LSTM's recurrent GEMM, (batch, units) @ (units, 4 units): the product no kernel can hoist out of
   the timestep loop, as a chain of dependent products compiled the way the backend runs a step (its
   latency at this shape);
@@ -33,7 +34,7 @@ import numpy as np
 
 from bench import backends, cache, contention
 
-CACHE_VERSION = 5  # bumped when what is measured changes (5: contended ceilings were cached)
+CACHE_VERSION = 6  # bumped when what is measured changes (5: contended ceilings were cached; 6: the fastest GEMM path)
 GEMM_N = {"cpu": 1024, "gpu": 8192}
 TRIAD_N = {"cpu": 2**22, "gpu": 2**27}
 CELL_CALLS = 200  # back-to-back recurrent GEMMs per timed repeat
@@ -45,7 +46,7 @@ REPEATS = 7
 class Ceilings:
     """Measured ceilings of one backend on one device (see the module docstring)."""
 
-    gemm_flops_per_s: float
+    gemm_flops_per_s: float  # the fastest path's
     gemm_n: int
     cell_gemm_s: float  # per dependent recurrent GEMM at (batch, units) @ (units, 4 units), in a compiled chain
     cell_shape: tuple
@@ -58,6 +59,8 @@ class Ceilings:
     # What other processes took of the CPUs (or GPU) while these were measured; contended ones are not cached.
     other_cpu_share: float | None = None
     contended: bool = False
+    gemm_path: str = "matmul"  # which of the backend's GEMM paths was fastest
+    gemm_paths_flops_per_s: dict | None = None  # each path's rate, FLOP/s
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +78,8 @@ def measure(batch_size: int, units: int, *, repeats: int = REPEATS) -> Ceilings:
     n = GEMM_N[kind]
     a, b = (adapter.to_device(rng.standard_normal((n, n), dtype=np.float32)) for _ in range(2))
     add, matmul = adapter.own_op("add"), adapter.own_op("matmul")
-    gemm_s = _median_time(lambda: matmul(a, b), repeats, adapter)
+    rates = {name: 2 * n**3 / _median_time(run, repeats, adapter) for name, run in adapter.gemms(a, b).items()}
+    fastest = max(rates, key=rates.__getitem__)
 
     one = adapter.to_device(np.ones((1,), np.float32))
 
@@ -103,11 +107,12 @@ def measure(batch_size: int, units: int, *, repeats: int = REPEATS) -> Ceilings:
     x, y = (adapter.to_device(rng.standard_normal(m, dtype=np.float32)) for _ in range(2))
     triad_s = _median_time(lambda: add(x, y), repeats, adapter)
     busy = watch.stop()
-    return Ceilings(gemm_flops_per_s=2 * n**3 / gemm_s, gemm_n=n, cell_gemm_s=cell_s,
+    return Ceilings(gemm_flops_per_s=rates[fastest], gemm_n=n, cell_gemm_s=cell_s,
                     cell_shape=(batch_size, units, 4 * units), triad_bytes_per_s=3 * 4 * m / triad_s, triad_n=m,
                     dispatch_s=dispatch_s, measure_s=time.perf_counter() - started,
                     spec_flops_per_s=spec_peak(adapter.device.name) if kind == "gpu" else None,
-                    other_cpu_share=busy.share, contended=busy.contended)
+                    other_cpu_share=busy.share, contended=busy.contended, gemm_path=fastest,
+                    gemm_paths_flops_per_s=rates)
 
 
 def _median_time(run: Callable[[], Any], repeats: int, adapter: backends.Adapter) -> float:

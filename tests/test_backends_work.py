@@ -61,10 +61,30 @@ def test_ceilings_are_measured_and_cached(tmp_path, monkeypatch):
         assert math.isfinite(value) and value > 0
     assert first.cell_gemm_s >= 0 and first.cell_shape == (4, 4, 16)
     assert not first.contended and first.other_cpu_share == pytest.approx(0.02)
+    # Every GEMM path the backend has was timed, and the ceiling is the fastest one's, named.
+    one = backends.current().to_device(np.ones((2, 2), np.float32))
+    assert set(first.gemm_paths_flops_per_s) == set(backends.current().gemms(one, one))
+    assert first.gemm_flops_per_s == max(first.gemm_paths_flops_per_s.values())
+    assert first.gemm_paths_flops_per_s[first.gemm_path] == first.gemm_flops_per_s
     assert ceilings.cached("test-key", 4, 4, cache_dir=tmp_path) == first  # read back, not measured again
     (cache,) = (tmp_path / "ceilings").iterdir()
     cache.write_text("{broken")
     assert ceilings.cached("test-key", 4, 4, cache_dir=tmp_path).measure_s > 0  # a broken file is measured again
+
+
+def test_every_gemm_path_computes_the_product():
+    import keras
+
+    adapter = backends.current()
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((16, 24), dtype=np.float32), rng.standard_normal((24, 8), dtype=np.float32))
+    paths = adapter.gemms(adapter.to_device(a), adapter.to_device(b))
+    # torch's CPU build carries oneDNN: its path must be among them, since its LSTM runs there.
+    assert ("oneDNN linear" in paths) == (adapter.name == "torch"), list(paths)
+    for name, run in paths.items():
+        out = run()
+        out = out.to_dense() if getattr(out, "is_mkldnn", False) else out  # oneDNN's layout, read back
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(out), a @ b, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
 def test_ceilings_measured_while_contended_are_not_cached(tmp_path, monkeypatch):

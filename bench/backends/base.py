@@ -521,6 +521,13 @@ class Adapter:
 
         return getattr(keras.ops, name)
 
+    def gemms(self, a: Any, b: Any) -> dict[str, Callable[[], Any]]:
+        """The GEMM paths this backend has for the ceiling's product ``a @ b`` (staged here, outside any timed
+        region), by name; bench/ceilings.py times each and takes the fastest, since a ceiling that one of the
+        backend's own kernels beats is no ceiling."""
+        matmul = self.own_op("matmul")
+        return {"matmul": lambda: matmul(a, b)}
+
     def phase_steps(self, model: Any, x: Any, y: Any) -> dict[str, Callable[[], Any]]:
         """A train step of ``model`` on the staged batch (x, y) cut after each phase, as the backend runs it:
         "forward" (the loss), "forward_backward" (and the gradients), "update" (and the optimizer's update).
