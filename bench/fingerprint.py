@@ -16,7 +16,7 @@ from pathlib import Path
 
 # Timings from machines that differ in one of these are not comparable: compare refuses to gate.
 # cpu_id too, since a cloud VM's model name can be generic: two hosts that both said only "AMD EPYC" ran this
-# project's steps 1.6-3.0 times apart (the faster one family 26, with AVX-512 VP2INTERSECT).
+# project's steps 1.6-3.3 times apart (the faster one family 26, with AVX-512 VP2INTERSECT).
 MACHINE_KEYS = ("cpu_model", "cpu_id", "usable_cores", "threads", "gpu")
 # A change in one of these is often what is being measured: compare shows it on the line and gates.
 VERSION_KEYS = ("os", "python", "gpu_driver", "backend_version", "keras")
@@ -56,32 +56,31 @@ def fingerprint(*, backend: str, versions: dict, device: dict, threads: int) -> 
     }
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo; where there is none, what the platform module says."""
+def _first_cpu() -> dict[str, str] | None:
+    """The first processor's fields in /proc/cpuinfo ('model name', 'cpu family', ...); None without the file."""
+    fields: dict[str, str] = {}
     try:
         with open(CPUINFO) as fh:
             for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip() and fields:
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return None
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo; where there is none, what the platform module says."""
+    return (_first_cpu() or {}).get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_id() -> str:
     """The CPU's family, model and stepping from /proc/cpuinfo (x86), e.g. 'family 26 model 2 stepping 1';
     'not observed' where the file does not give them."""
-    found: dict[str, str] = {}
-    try:
-        with open(CPUINFO) as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("cpu family", "model", "stepping") and key not in found:
-                    found[key] = value.strip()
-                if not line.strip() and found:
-                    break  # the first processor's block is enough
-    except OSError:
+    found = _first_cpu()
+    if found is None:
         return f"not observed (no {CPUINFO})"
     if "cpu family" not in found or "model" not in found:
         return f"not observed (no cpu family and model in {CPUINFO})"

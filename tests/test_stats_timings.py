@@ -109,11 +109,11 @@ def test_the_detectable_slowdown_is_the_80_percent_power_point():
 def test_a_slowdown_far_past_the_critical_value_is_flagged_for_certain():
     # There statsmodels' noncentral t tail is NaN (effect size 1e5 sd, alpha 1e-8, 2 df): the chance is 1, not NaN
     # or 0, and never above 1, with a threshold or without.
-    unit = 0.01 * math.sqrt(2 / 3)  # se of 3 a side at a per-process sd of 1%
+    se = 0.01 * math.sqrt(2 / 3)  # 3 a side at a per-process sd of 1%
     assert np.isnan(stats._power.TTestIndPower().power(1e5, nobs1=3, alpha=1e-8, ratio=1.0, df=2,
                                                        alternative="larger"))
     for threshold in (0.0, 0.03):
-        assert stats._flag_power(1e5 * 0.01, unit, 2, (3, 3), 1e-8, threshold) == 1.0
+        assert stats._flag_power(1e5 * 0.01, se, 2, (3, 3), 1e-8, threshold) == 1.0
 
 
 def test_the_detectable_slowdown_is_found_however_noisy_the_line():

@@ -209,8 +209,8 @@ class TorchAdapter(Adapter):
 
     def gemms(self, a: Any, b: Any) -> dict[str, Callable[[], Any]]:
         """torch.matmul (MKL on CPU) and, on CPU, oneDNN's linear, the library torch's own LSTM runs on. MKL took
-        the slower path on an AMD EPYC here (99 against oneDNN's 219 GFLOP/s at 1024³, one thread), and the
-        share of a native LSTM's step against torch.matmul alone came out at 1.36."""
+        the slower path on an AMD EPYC here (113 against oneDNN's 249 GFLOP/s at 1024³, one thread), and the
+        share of a native LSTM's step against torch.matmul alone came out at 1.27-1.68."""
         paths = super().gemms(a, b)
         if a.device.type == "cpu" and torch.backends.mkldnn.is_available():
             # mkldnn_linear takes x @ w.T: the weight is b transposed, in oneDNN's layout (staged here, untimed).
